@@ -1,0 +1,17 @@
+"""adaptim: the adaptive gradient-descent family for PyTorch, exact and drop-in for torch.optim.
+
+>>> import adaptim
+>>> opt = adaptim.RMSprop(model.parameters(), lr=1e-3, eps_in_sqrt=True)
+>>> opt = adaptim.create("nesterov", model.parameters(), lr=0.1)
+"""
+
+from adaptim import conventions, functional
+from adaptim.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop
+from adaptim.registry import create, get_spec, list_optimizers
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW",
+    "create", "get_spec", "list_optimizers", "conventions", "functional", "__version__",
+]

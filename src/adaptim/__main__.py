@@ -1,0 +1,5 @@
+import sys
+
+from adaptim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""The shared optimizer shell: validation, parameter groups, lazy state, complex views and
+checked checkpoint loading. The math lives in :mod:`adaptim.functional`; subclasses only say
+which state they keep and which update rule to call."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor
+
+from adaptim import _validation as V
+
+__all__ = ["AdaptimOptimizer", "real_view"]
+
+
+def _scalar_dtype() -> torch.dtype:
+    # torch.optim keeps `step` as a 0-d float tensor of this dtype (float32 unless the default
+    # dtype is float64); matching it keeps checkpoints interchangeable.
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def real_view(t: Tensor | None) -> Tensor | None:
+    return torch.view_as_real(t) if t is not None and torch.is_complex(t) else t
+
+
+class AdaptimOptimizer(torch.optim.Optimizer):
+    """Base class of every adaptim optimizer (a :class:`torch.optim.Optimizer`).
+
+    Subclasses define:
+
+    - ``name``: the registry name of the algorithm;
+    - ``state_tensor_keys``: per-parameter state tensors shaped like the parameter;
+    - ``_validate_group(group)``: raise ValueError/TypeError for a bad hyperparameter;
+    - ``_required_state(group)``: the state keys a parameter with state must have;
+    - ``_init_state(param, state, group)``: fill a new parameter's state;
+    - ``_update(group, params, grads, states)``: apply the functional rule (real tensors);
+    - ``_torch_group_defaults``: values of adaptim-only group keys that reproduce torch.optim,
+      used when a checkpoint written by torch.optim lacks them.
+    """
+
+    name: str = ""
+    # Squares of complex numbers are taken elementwise on the real view, as torch.optim does.
+    views_complex_as_real: bool = True
+    state_tensor_keys: tuple[str, ...] = ()
+    _torch_group_defaults: dict[str, object] = {}
+
+    def __init__(self, params, defaults: dict) -> None:
+        for flag in ("differentiable", "capturable"):
+            if defaults.get(flag):
+                raise ValueError(
+                    f"{flag}=True is not supported by adaptim.{type(self).__name__}; use "
+                    f"torch.optim.{type(self).__name__} for {flag} steps")
+        self._validate_common(defaults)
+        self._validate_group(defaults)
+        super().__init__(params, defaults)
+
+    # ---------------------------------------------------------------- validation
+    @staticmethod
+    def _validate_common(group: dict) -> None:
+        V.check_lr(group["lr"])
+        if "weight_decay" in group:
+            V.check_finite_nonneg("weight_decay", group["weight_decay"])
+        for flag in ("maximize",):
+            if flag in group:
+                V.check_bool(flag, group[flag])
+        for flag in ("foreach", "fused"):
+            if flag in group:
+                V.check_optional_bool(flag, group[flag])
+        for flag in ("differentiable", "capturable"):
+            if group.get(flag):
+                raise ValueError(f"{flag}=True is not supported by adaptim")
+
+    def _validate_group(self, group: dict) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict) -> None:
+        # Validate the merged group before torch stores it, so a bad group leaves nothing behind.
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+        self._validate_common(merged)
+        self._validate_group(merged)
+        super().add_param_group(param_group)
+
+    # ---------------------------------------------------------------- state
+    def _required_state(self, group: dict) -> set[str]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _init_state(self, param: Tensor, state: dict, group: dict) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    @staticmethod
+    def _new_step() -> Tensor:
+        return torch.tensor(0.0, dtype=_scalar_dtype())
+
+    # ---------------------------------------------------------------- step
+    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor],
+                states: list[dict]) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _gather(self, group: dict):
+        """Parameters with gradients, their gradients and states (lazily initialised); complex
+        tensors are viewed as real, as torch.optim does, so the update rules see real tensors."""
+        params, grads, states = [], [], []
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"adaptim.{type(self).__name__} does not support sparse gradients; use "
+                    "torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
+            state = self.state[p]
+            if len(state) == 0:
+                self._init_state(p, state, group)
+            view = real_view if self.views_complex_as_real else (lambda t: t)
+            params.append(view(p))
+            grads.append(view(p.grad))
+            states.append(state)
+        return params, grads, states
+
+    @staticmethod
+    def _state_list(states: list[dict], key: str) -> list[Tensor | None]:
+        """The real views of one state tensor across parameters (None where absent)."""
+        return [real_view(s.get(key)) for s in states]
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None):
+        """Perform one optimization step. ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            if group.get("fused"):
+                raise NotImplementedError("fused=True is not implemented yet")
+            params, grads, states = self._gather(group)
+            if params:
+                self._update(group, params, grads, states)
+        return loss
+
+    # ---------------------------------------------------------------- checkpoints
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a checkpoint from adaptim or from torch.optim's optimizer of the same name.
+
+        Unlike torch.optim, the checkpoint is checked first — group count and sizes, every
+        hyperparameter, every state key and every state tensor's shape — and on any mismatch a
+        ValueError is raised with the optimizer left exactly as it was.
+        """
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError("not an optimizer state_dict: expected a dict with 'state' and "
+                             "'param_groups'")
+        state_dict = copy.deepcopy(state_dict)
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, list) or len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"checkpoint has {len(saved_groups) if isinstance(saved_groups, list) else '?'} "
+                f"parameter groups, this optimizer has {len(self.param_groups)}")
+        id_to_param = {}
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
+                raise ValueError(f"parameter group {i}: checkpoint has "
+                                 f"{len(saved.get('params', ())) if isinstance(saved, dict) else '?'}"
+                                 f" parameters, this optimizer has {len(group['params'])}")
+            # A checkpoint from torch.optim lacks adaptim's own keys: fill them with the values
+            # that reproduce torch.optim; keys that do not change the math come from this group.
+            for key, value in group.items():
+                if key != "params" and key not in saved:
+                    saved[key] = self._torch_group_defaults.get(key, value)
+            try:
+                self._validate_common(saved)
+                self._validate_group(saved)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"parameter group {i} of the checkpoint is invalid: {err}") from err
+            for pid, p in zip(saved["params"], group["params"]):
+                id_to_param[pid] = (p, saved)
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise ValueError("checkpoint 'state' must be a dict")
+        for pid, st in saved_state.items():
+            if pid not in id_to_param:
+                raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no group")
+            p, saved_group = id_to_param[pid]
+            self._check_param_state(pid, p, st, saved_group)
+        super().load_state_dict(state_dict)
+
+    def _check_param_state(self, pid, p: Tensor, st: dict, group: dict) -> None:
+        if not isinstance(st, dict):
+            raise ValueError(f"state of parameter {pid!r} must be a dict")
+        if not st:
+            return
+        allowed = set(self.state_tensor_keys) | {"step"}
+        unknown = set(st) - allowed
+        if unknown:
+            raise ValueError(f"state of parameter {pid!r} has keys {sorted(unknown)} that "
+                             f"{type(self).__name__} does not use (expected {sorted(allowed)})")
+        missing = self._required_state(group) - set(st)
+        if missing:
+            raise ValueError(f"state of parameter {pid!r} lacks {sorted(missing)} needed with "
+                             "this group's options")
+        for key, value in st.items():
+            if key == "step":
+                if not (isinstance(value, (int, float)) or
+                        (isinstance(value, Tensor) and value.numel() == 1)):
+                    raise ValueError(f"state of parameter {pid!r}: 'step' must be a number")
+            elif value is not None:
+                if not isinstance(value, Tensor):
+                    raise ValueError(f"state of parameter {pid!r}: {key!r} must be a tensor")
+                if value.shape != p.shape:
+                    raise ValueError(
+                        f"state of parameter {pid!r}: {key!r} has shape {tuple(value.shape)}, "
+                        f"the parameter has shape {tuple(p.shape)}")
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, self._torch_group_defaults.get(key, value))
+

@@ -1,0 +1,63 @@
+r"""AdaDelta (Zeiler, 2012).
+
+Update rule::
+
+    g ← ±∇f(θ) + λ θ
+    E[g²]  ← ρ E[g²] + (1 − ρ) g²                        (state ``square_avg``)
+    Δ ← √(E[Δθ²] + ε) / √(E[g²] + ε) · g                  (unit-correcting ratio)
+    E[Δθ²] ← ρ E[Δθ²] + (1 − ρ) Δ²                       (state ``acc_delta``)
+    θ ← θ − η Δ
+
+Zeiler's algorithm has no learning rate (η = 1, torch's default); TF/Keras scale by η = 0.001.
+Every framework puts ε inside both square roots, as here.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+__all__ = ["adadelta", "adadelta_tensor"]
+
+
+def adadelta_tensor(
+    param: Tensor,
+    grad: Tensor,
+    square_avg: Tensor,
+    acc_delta: Tensor,
+    *,
+    lr: float,
+    rho: float,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One AdaDelta step on one real tensor, in place."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+    std = square_avg.add(eps).sqrt_()
+    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+    acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+    param.add_(delta, alpha=-lr)
+
+
+def adadelta(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    acc_deltas: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """Functional AdaDelta over lists of real tensors; increments each ``state_steps`` tensor."""
+    for i, param in enumerate(params):
+        state_steps[i] += 1
+        adadelta_tensor(param, grads[i], square_avgs[i], acc_deltas[i], lr=lr, rho=rho, eps=eps,
+                        weight_decay=weight_decay, maximize=maximize)

@@ -1,0 +1,104 @@
+r"""Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter, 2019).
+
+Update rule, step t (1-based)::
+
+    θ ← θ (1 − η λ)                     decoupled_weight_decay=True (AdamW)
+    g ← ±∇f(θ) + λ θ                    decoupled_weight_decay=False (Adam + L2)
+    m ← β₁ m + (1 − β₁) g                (state ``exp_avg``)
+    v ← β₂ v + (1 − β₂) g²               (state ``exp_avg_sq``)
+    v_max ← max(v_max, v)                (state ``max_exp_avg_sq``, amsgrad only; v below means v_max)
+    b₁ = 1 − β₁ᵗ,  b₂ = 1 − β₂ᵗ          (both 1 when bias_correction=False)
+    θ ← θ − η (m/b₁) / (√(v/b₂) + ε)              default (PyTorch, optax, Algorithm 1 of the paper)
+    θ ← θ − η (m/b₁) / √(v/b₂ + ε)                eps_in_sqrt=True (optax's eps_root)
+    θ ← θ − η (√b₂ / b₁) · m / (√v + ε̂)           eps_hat=True (TF1, Keras: "epsilon hat", §2 of the paper)
+
+With bias_correction=False and β₁ = 0 this is exactly RMSProp with α = β₂.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["adam", "adam_tensor"]
+
+
+def adam_tensor(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    max_exp_avg_sq: Tensor | None,
+    step: int,
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+    eps_in_sqrt: bool,
+    eps_hat: bool,
+    bias_correction: bool,
+) -> None:
+    """One Adam step on one real tensor, in place; ``step`` is the 1-based count after this step."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param.mul_(1 - lr * weight_decay)
+        else:
+            grad = grad.add(param, alpha=weight_decay)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    if amsgrad:
+        torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = max_exp_avg_sq
+    else:
+        second = exp_avg_sq
+    bias_correction1 = 1 - beta1**step if bias_correction else 1.0
+    bias_correction2 = 1 - beta2**step if bias_correction else 1.0
+    if eps_hat:
+        step_size = lr * math.sqrt(bias_correction2) / bias_correction1
+        denom = second.sqrt().add_(eps)
+    elif eps_in_sqrt:
+        step_size = lr / bias_correction1
+        denom = second.div(bias_correction2).add_(eps).sqrt_()
+    else:
+        step_size = lr / bias_correction1
+        denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-step_size)
+
+
+def adam(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor | None],
+    state_steps: list[Tensor],
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    eps_in_sqrt: bool = False,
+    eps_hat: bool = False,
+    bias_correction: bool = True,
+) -> None:
+    """Functional Adam/AdamW over lists of real tensors; increments each ``state_steps`` tensor."""
+    for i, param in enumerate(params):
+        state_steps[i] += 1
+        adam_tensor(param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i],
+                    int(state_steps[i].item()), lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                    weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                    decoupled_weight_decay=decoupled_weight_decay, eps_in_sqrt=eps_in_sqrt,
+                    eps_hat=eps_hat, bias_correction=bias_correction)

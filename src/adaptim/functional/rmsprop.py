@@ -1,0 +1,97 @@
+r"""RMSProp (Tieleman & Hinton 2012; centered form: Graves 2013).
+
+Update rule::
+
+    g ← ±∇f(θ) + λ θ
+    E[g²] ← α E[g²] + (1 − α) g²                     (state ``square_avg``; α is "rho" elsewhere)
+    E[g]  ← α E[g]  + (1 − α) g                      (state ``grad_avg``, centered only)
+    s ← E[g²] − E[g]²   if centered  else  E[g²]
+    r ← √s + ε          eps_in_sqrt=False  (PyTorch; the textbook *code*)
+    r ← √(s + ε)        eps_in_sqrt=True   (TF1, Keras, optax; the textbook *equation*)
+    without momentum:   θ ← θ − η g / r
+    with momentum μ:    b ← μ b + g / r ;      θ ← θ − η b     lr_in_momentum=False (PyTorch)
+                        b ← μ b + η g / r ;    θ ← θ − b       lr_in_momentum=True  (TF1, Keras, optax)
+
+The two momentum forms agree while η is constant and differ once a scheduler changes η.
+E[g²] starts at ``initial_accumulator_value`` (torch/Keras/optax 0, TF1 1.0).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+__all__ = ["rmsprop", "rmsprop_tensor"]
+
+
+def rmsprop_tensor(
+    param: Tensor,
+    grad: Tensor,
+    square_avg: Tensor,
+    grad_avg: Tensor | None,
+    momentum_buffer: Tensor | None,
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+    eps_in_sqrt: bool,
+    lr_in_momentum: bool,
+) -> None:
+    """One RMSProp step on one real tensor, in place."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
+    if centered:
+        grad_avg.lerp_(grad, 1 - alpha)
+        s = square_avg.addcmul(grad_avg, grad_avg, value=-1)
+        avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_().add_(eps)
+    else:
+        avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt().add_(eps)
+    if momentum > 0:
+        if lr_in_momentum:
+            momentum_buffer.mul_(momentum).addcdiv_(grad, avg, value=lr)
+            param.sub_(momentum_buffer)
+        else:
+            momentum_buffer.mul_(momentum).addcdiv_(grad, avg)
+            param.add_(momentum_buffer, alpha=-lr)
+    else:
+        param.addcdiv_(grad, avg, value=-lr)
+
+
+def rmsprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor | None],
+    momentum_buffers: list[Tensor | None],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+    eps_in_sqrt: bool = False,
+    lr_in_momentum: bool = False,
+) -> None:
+    """Functional RMSProp over lists of real tensors; increments each ``state_steps`` tensor.
+
+    Example::
+
+        >>> p, g, v = torch.ones(2), torch.tensor([1.0, -2.0]), torch.zeros(2)
+        >>> rmsprop([p], [g], [v], [None], [None], [torch.tensor(0.)], lr=0.01, alpha=0.9,
+        ...         eps_in_sqrt=True)
+    """
+    for i, param in enumerate(params):
+        state_steps[i] += 1
+        rmsprop_tensor(param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i], lr=lr,
+                       alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                       centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
+                       lr_in_momentum=lr_in_momentum)
