@@ -10,9 +10,18 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor
 
+from adaptim import _fused, _guard
 from adaptim import _validation as V
 
-__all__ = ["AdaptimOptimizer", "real_view"]
+__all__ = ["AdaptimOptimizer", "common_defaults", "real_view"]
+
+NONFINITE_POLICIES = ("propagate", "skip", "raise")
+
+
+def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
+    """The options every adaptim optimizer has beyond torch's: state precision (fused steps),
+    clipping inside step() and the non-finite gradient policy."""
+    return dict(state_dtype=state_dtype, max_grad_norm=max_grad_norm, on_nonfinite=on_nonfinite)
 
 
 def _scalar_dtype() -> torch.dtype:
@@ -71,6 +80,17 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 raise ValueError(f"{flag}=True is not supported by adaptim")
+        if group.get("max_grad_norm") is not None:
+            V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
+        policy = group.get("on_nonfinite", "propagate")
+        if policy not in NONFINITE_POLICIES:
+            raise ValueError(f"Invalid on_nonfinite: {policy!r} (valid: "
+                             f"{', '.join(NONFINITE_POLICIES)})")
+        state_dtype = group.get("state_dtype")
+        if state_dtype is not None and (not isinstance(state_dtype, torch.dtype)
+                                        or not state_dtype.is_floating_point):
+            raise ValueError(f"Invalid state_dtype: {state_dtype!r} (a floating torch.dtype, "
+                             "e.g. torch.bfloat16, or None for the parameter's dtype)")
 
     def _validate_group(self, group: dict) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -132,11 +152,17 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        work = []
         for group in self.param_groups:
-            if group.get("fused"):
-                raise NotImplementedError("fused=True is not implemented yet")
             params, grads, states = self._gather(group)
             if params:
+                work.append((group, params, grads, states))
+        if not _guard.before_update(self, work):  # clipping and the non-finite policy
+            return loss
+        for group, params, grads, states in work:
+            if group.get("fused"):
+                _fused.fused_update(self, group, params, grads, states)
+            else:
                 self._update(group, params, grads, states)
         return loss
 

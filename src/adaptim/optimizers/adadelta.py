@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from adaptim import _validation as V
-from adaptim._base import AdaptimOptimizer
+from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
 from adaptim.functional.adadelta import adadelta
 
@@ -32,11 +32,13 @@ class Adadelta(AdaptimOptimizer):
                  rho: float = Default(0.9), eps: float = Default(1e-6), weight_decay: float = 0,
                  foreach: bool | None = None, *, capturable: bool = False,
                  maximize: bool = False, differentiable: bool = False,
-                 convention: str = "torch", fused: bool | None = None) -> None:
+                 convention: str = "torch", fused: bool | None = None,
+                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None, on_nonfinite: str = "propagate") -> None:
         hp = resolve("adadelta", convention, dict(lr=lr, rho=rho, eps=eps))
         defaults = dict(**hp, weight_decay=weight_decay, foreach=foreach, capturable=capturable,
                         maximize=maximize, differentiable=differentiable, convention=convention,
-                        fused=fused)
+                        fused=fused,
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:

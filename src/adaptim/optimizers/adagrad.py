@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from adaptim import _validation as V
-from adaptim._base import AdaptimOptimizer
+from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
 from adaptim.functional.adagrad import adagrad
 
@@ -34,14 +34,16 @@ class Adagrad(AdaptimOptimizer):
                  weight_decay: float = 0, initial_accumulator_value: float = Default(0.0),
                  eps: float = Default(1e-10), foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False,
-                 fused: bool | None = None, eps_in_sqrt: bool | None = None,
-                 convention: str = "torch") -> None:
+                 fused: bool | None = None, state_dtype: torch.dtype | None = None,
+                 max_grad_norm: float | None = None, on_nonfinite: str = "propagate",
+                 eps_in_sqrt: bool | None = None, convention: str = "torch") -> None:
         hp = resolve("adagrad", convention, dict(
             lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
             initial_accumulator_value=initial_accumulator_value))
         defaults = dict(**hp, lr_decay=lr_decay, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused,
-                        convention=convention)
+                        convention=convention,
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:

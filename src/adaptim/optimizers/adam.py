@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from adaptim import _validation as V
-from adaptim._base import AdaptimOptimizer
+from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
 from adaptim.functional.adam import adam
 
@@ -42,7 +42,8 @@ class Adam(AdaptimOptimizer):
                  weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
-                 decoupled_weight_decay: bool = False, eps_in_sqrt: bool | None = None,
+                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
+                 on_nonfinite: str = "propagate", decoupled_weight_decay: bool = False, eps_in_sqrt: bool | None = None,
                  eps_hat: bool | None = None, bias_correction: bool = True,
                  convention: str = "torch") -> None:
         hp = resolve("adam", convention, dict(lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
@@ -51,7 +52,8 @@ class Adam(AdaptimOptimizer):
                         foreach=foreach, maximize=maximize, capturable=capturable,
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay,
-                        bias_correction=bias_correction, convention=convention)
+                        bias_correction=bias_correction, convention=convention,
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:
@@ -109,10 +111,14 @@ class AdamW(Adam):
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
-                 eps_in_sqrt: bool | None = None, eps_hat: bool | None = None,
-                 bias_correction: bool = True, convention: str = "torch") -> None:
+                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
+                 on_nonfinite: str = "propagate", eps_in_sqrt: bool | None = None,
+                 eps_hat: bool | None = None, bias_correction: bool = True,
+                 convention: str = "torch") -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
-                         decoupled_weight_decay=True, eps_in_sqrt=eps_in_sqrt, eps_hat=eps_hat,
+                         state_dtype=state_dtype, max_grad_norm=max_grad_norm,
+                         on_nonfinite=on_nonfinite, decoupled_weight_decay=True,
+                         eps_in_sqrt=eps_in_sqrt, eps_hat=eps_hat,
                          bias_correction=bias_correction, convention=convention)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from adaptim import _validation as V
-from adaptim._base import AdaptimOptimizer
+from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
 from adaptim.functional.rmsprop import rmsprop
 
@@ -46,13 +46,15 @@ class RMSprop(AdaptimOptimizer):
                  differentiable: bool = False, *, eps_in_sqrt: bool | None = None,
                  initial_accumulator_value: float = Default(0.0),
                  lr_in_momentum: bool | None = None, convention: str = "torch",
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, state_dtype: torch.dtype | None = None,
+                 max_grad_norm: float | None = None, on_nonfinite: str = "propagate") -> None:
         hp = resolve("rmsprop", convention, dict(
             lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt,
             initial_accumulator_value=initial_accumulator_value, lr_in_momentum=lr_in_momentum))
         defaults = dict(**hp, weight_decay=weight_decay, momentum=momentum, centered=centered,
                         capturable=capturable, foreach=foreach, maximize=maximize,
-                        differentiable=differentiable, convention=convention, fused=fused)
+                        differentiable=differentiable, convention=convention, fused=fused,
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:

@@ -7,7 +7,7 @@ import math
 import torch
 
 from adaptim import _validation as V
-from adaptim._base import AdaptimOptimizer
+from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.functional.sgd import sgd
 
 __all__ = ["SGD"]
@@ -32,10 +32,12 @@ class SGD(AdaptimOptimizer):
     def __init__(self, params, lr: float | torch.Tensor = 1e-3, momentum: float = 0,
                  dampening: float = 0, weight_decay: float | torch.Tensor = 0,
                  nesterov: bool = False, *, maximize: bool = False, foreach: bool | None = None,
-                 differentiable: bool = False, fused: bool | None = None) -> None:
+                 differentiable: bool = False, fused: bool | None = None,
+                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None, on_nonfinite: str = "propagate") -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
-                        differentiable=differentiable, fused=fused)
+                        differentiable=differentiable, fused=fused,
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:
