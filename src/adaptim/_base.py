@@ -152,17 +152,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = []
+        # Clipping and the non-finite policy look at the gradients before any state is made, so
+        # a skipped step leaves parameters and state exactly as they were.
+        grad_scale = _guard.before_update(self)
+        if grad_scale is None:
+            return loss
         for group in self.param_groups:
             params, grads, states = self._gather(group)
-            if params:
-                work.append((group, params, grads, states))
-        if not _guard.before_update(self, work):  # clipping and the non-finite policy
-            return loss
-        for group, params, grads, states in work:
+            if not params:
+                continue
             if group.get("fused"):
-                _fused.fused_update(self, group, params, grads, states)
+                _fused.fused_update(self, group, params, grads, states, grad_scale)
             else:
+                if grad_scale != 1.0:
+                    torch._foreach_mul_(grads, grad_scale)
                 self._update(group, params, grads, states)
         return loss
 
