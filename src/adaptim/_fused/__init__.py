@@ -1,0 +1,285 @@
+"""Fused optimizer steps: every rule of :mod:`adaptim.functional` in one pass over memory.
+
+``fused_update`` is what ``AdaptimOptimizer.step()`` calls for a group with ``fused=True`` (or a
+``state_dtype``). It updates a whole parameter group with ONE call into a small C/OpenMP
+library (``kernels.c``, compiled once per machine and cached, see :mod:`._ckernel`): each
+element of parameter, gradient and state is read once and written once, the gradient scale
+(clipping) and every option are applied on the fly, and hyperparameters are passed as numbers
+so nothing recompiles when lr changes. The C code mirrors the functional rule operation by
+operation; tests/test_fused.py checks it against the unfused path for every option set.
+
+Tensors the kernel does not take (CUDA tensors, non-contiguous tensors, dtypes other than
+float32/float64, state dtypes other than the parameter's or bfloat16 for float32 parameters)
+go through the reference path: the functional rule itself (``optimizer._update``), on
+parameter-precision copies of the state when the state is stored in another dtype. Where no C
+compiler works, every tensor takes that path, after one warning.
+
+``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
+runs the float32 rule and rounds the new state once (round to nearest even).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import warnings
+
+import torch
+from torch import Tensor
+
+from adaptim._fused import _ckernel
+
+__all__ = ["fused_update", "kernel_available", "cast_state"]
+
+_MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
+    (torch.float64, torch.float64): 0,
+    (torch.float32, torch.float32): 1,
+    (torch.float32, torch.bfloat16): 2,
+}
+_warned = False
+
+
+def _real(t: Tensor | None) -> Tensor | None:
+    return torch.view_as_real(t) if t is not None and t.is_complex() else t
+
+
+def kernel_available() -> bool:
+    """Whether the C kernel library is (or can be) built and loaded on this machine."""
+    try:
+        _ckernel.load()
+        return True
+    except _ckernel.KernelUnavailable:
+        return False
+
+
+def _kernel_or_warn():
+    global _warned
+    try:
+        return _ckernel.load()
+    except _ckernel.KernelUnavailable as err:
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "adaptim: the fused C kernels are unavailable, so fused=True falls back to the "
+                f"unfused update (same results, slower). Reason: {err}. Set ADAPTIM_CC to a "
+                "working C compiler with OpenMP (e.g. gcc) to enable them.",
+                RuntimeWarning, stacklevel=4)
+        return None
+
+
+def cast_state(optimizer, group: dict, states: list[dict] | None = None) -> None:
+    """Store the floating state tensors of ``group`` in ``group["state_dtype"]`` (no-op when it
+    is None). Complex parameters keep complex state (there is no complex bfloat16)."""
+    dtype = group.get("state_dtype")
+    if dtype is None:
+        return
+    if states is None:
+        states = [optimizer.state[p] for p in group["params"] if p in optimizer.state]
+    for st in states:
+        for key in optimizer.state_tensor_keys:
+            v = st.get(key)
+            if (isinstance(v, Tensor) and v.dtype != dtype and v.is_floating_point()):
+                st[key] = v.to(dtype)
+
+
+# ---------------------------------------------------------------- reference path
+def _reference_update(optimizer, group, params, grads, states, grad_scale) -> None:
+    """The functional rule (optimizer._update) with the gradient scaled out of place and the
+    state computed in the parameter's precision, then stored back in its own dtype."""
+    if not params:
+        return
+    if grad_scale != 1.0:
+        grads = torch._foreach_mul(grads, grad_scale)
+    work = []
+    for p, st in zip(params, states):
+        if any(isinstance(v, Tensor) and k != "step" and v.dtype != p.dtype and not v.is_complex()
+               for k, v in st.items()):
+            work.append({k: (v.to(p.dtype) if isinstance(v, Tensor) and k != "step" else v)
+                         for k, v in st.items()})
+        else:
+            work.append(st)
+    optimizer._update(group, params, grads, work)
+    for st, tmp in zip(states, work):
+        if tmp is st:
+            continue
+        for k, v in tmp.items():
+            if k == "step" or not isinstance(v, Tensor):
+                continue
+            if k in st:
+                st[k].copy_(v)
+            else:  # made by this step (SGD's momentum buffer)
+                st[k] = v.to(group.get("state_dtype") or v.dtype)
+
+
+# ---------------------------------------------------------------- kernel path
+def _hp_common(group, grad_scale) -> list[float]:
+    wd = _f(group.get("weight_decay", 0.0))
+    return [-grad_scale if group["maximize"] else grad_scale, wd, float(wd != 0)]
+
+
+def _f(v) -> float:
+    return float(v.item()) if isinstance(v, Tensor) else float(v)
+
+
+def _step_values(steps: list[Tensor]) -> list[float]:
+    if len(steps) == 1:
+        return [steps[0].item()]
+    return torch.stack(steps).tolist()
+
+
+class _Rule:
+    """How one optimizer's group maps onto a kernel: operands and hyperparameters."""
+
+    def __init__(self, kernel: str, state_keys: tuple[str, ...], uses_step: bool):
+        self.kernel, self.state_keys, self.uses_step = kernel, state_keys, uses_step
+
+
+def _sgd_hp(group, grad_scale, step, init):
+    mom = _f(group["momentum"])
+    return _hp_common(group, grad_scale) + [
+        -_f(group["lr"]), mom, float(mom != 0), 1 - _f(group["dampening"]),
+        float(group["nesterov"]), float(init)]
+
+
+def _adagrad_hp(group, grad_scale, step, init):
+    lr, lr_decay = _f(group["lr"]), _f(group["lr_decay"])
+    clr = lr / (1 + (int(step) - 1) * lr_decay) if step is not None else lr
+    return _hp_common(group, grad_scale) + [-clr, _f(group["eps"]), float(group["eps_in_sqrt"])]
+
+
+def _rmsprop_hp(group, grad_scale, step, init):
+    alpha, mom, lr = _f(group["alpha"]), _f(group["momentum"]), _f(group["lr"])
+    return _hp_common(group, grad_scale) + [
+        alpha, 1 - alpha, _f(group["eps"]), float(group["eps_in_sqrt"]), float(group["centered"]),
+        mom, float(mom > 0), float(group["lr_in_momentum"]), lr, -lr]
+
+
+def _adadelta_hp(group, grad_scale, step, init):
+    rho = _f(group["rho"])
+    return _hp_common(group, grad_scale) + [rho, 1 - rho, _f(group["eps"]), -_f(group["lr"])]
+
+
+def _adam_hp(group, grad_scale, step, init):
+    import math
+
+    lr, wd = _f(group["lr"]), _f(group["weight_decay"])
+    beta1, beta2 = (_f(b) for b in group["betas"])
+    if group["bias_correction"]:
+        bc1, bc2 = 1 - beta1 ** int(step), 1 - beta2 ** int(step)
+    else:
+        bc1 = bc2 = 1.0
+    if group["eps_hat"]:
+        step_size, form = lr * math.sqrt(bc2) / bc1, 2
+    else:
+        step_size, form = lr / bc1, 1 if group["eps_in_sqrt"] else 0
+    return _hp_common(group, grad_scale) + [
+        float(group["decoupled_weight_decay"]), 1 - lr * wd, 1 - beta1, beta2, 1 - beta2,
+        float(group["amsgrad"]), float(form), _f(group["eps"]), bc2, math.sqrt(bc2), -step_size]
+
+
+_RULES = {
+    "sgd": (_Rule("sgd", ("momentum_buffer",), False), _sgd_hp),
+    "adagrad": (_Rule("adagrad", ("sum",), True), _adagrad_hp),
+    "rmsprop": (_Rule("rmsprop", ("square_avg", "grad_avg", "momentum_buffer"), False),
+                _rmsprop_hp),
+    "adadelta": (_Rule("adadelta", ("square_avg", "acc_delta"), False), _adadelta_hp),
+    "adam": (_Rule("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), True), _adam_hp),
+}
+_RULES["adamw"] = _RULES["adam"]
+
+
+def _needs_step_value(name: str, group: dict) -> bool:
+    if name == "adagrad":
+        return _f(group["lr_decay"]) != 0
+    if name in ("adam", "adamw"):
+        return bool(group["bias_correction"])
+    return False
+
+
+def _mode(p: Tensor, g: Tensor, stensors: list[Tensor]) -> int | None:
+    """The kernel mode for one (real) tensor and its state, or None if the kernel can't take it."""
+    if p.device.type != "cpu" or g.dtype != p.dtype or not p.is_contiguous() \
+            or not g.is_contiguous() or g.shape != p.shape:
+        return None
+    sdtype = stensors[0].dtype if stensors else p.dtype
+    mode = _MODES.get((p.dtype, sdtype))
+    if mode is None:
+        return None
+    for s in stensors:
+        if s.dtype != sdtype or not s.is_contiguous() or s.shape != p.shape:
+            return None
+    return mode
+
+
+def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> None:
+    """Apply ``optimizer``'s update rule to one group in one fused pass, multiplying gradients by
+    ``grad_scale`` on the fly (clipping). ``params``/``grads`` are real views (complex tensors of
+    SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
+    incremented as on the unfused path. Results equal the unfused path's (float64 to ~1e-15,
+    float32 to an ulp or two per step)."""
+    cast_state(optimizer, group, states)
+    name = optimizer.name
+    lib = _kernel_or_warn() if group.get("fused") and name in _RULES else None
+    if lib is None:
+        _reference_update(optimizer, group, params, grads, states, grad_scale)
+        return
+    rule, make_hp = _RULES[name]
+    is_sgd = name == "sgd"
+    momentum = _f(group["momentum"]) if is_sgd else 0.0
+    state_dtype = group.get("state_dtype")
+    buckets: dict[tuple, list[int]] = {}
+    rest: list[int] = []
+    operands: list[list[Tensor | None]] = []
+    for i, (p, g, st) in enumerate(zip(params, grads, states)):
+        init = False
+        if is_sgd and momentum != 0 and st.get("momentum_buffer") is None:
+            # torch.optim.SGD starts the buffer at the first gradient: the kernel writes v ← g
+            st["momentum_buffer"] = torch.empty_like(
+                p, dtype=state_dtype if state_dtype is not None and not p.is_complex() else None)
+            init = True
+        ops = [_real(p), _real(g)] + [_real(st.get(k)) for k in rule.state_keys]
+        mode = _mode(ops[0], ops[1], [t for t in ops[2:] if t is not None])
+        if mode is None:
+            if init:
+                del st["momentum_buffer"]
+            rest.append(i)
+            operands.append(None)
+            continue
+        operands.append(ops)
+        buckets.setdefault((mode, init), []).append(i)
+    if rest:
+        _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
+                          [states[i] for i in rest], grad_scale)
+    if not buckets:
+        return
+    nthreads = torch.get_num_threads()
+    kernel = getattr(lib, f"adaptim_{rule.kernel}")
+    need_step = _needs_step_value(name, group)
+    for (mode, init), idx in buckets.items():
+        if is_sgd:
+            by_step = {None: idx}
+        else:
+            steps = [states[i]["step"] for i in idx]
+            torch._foreach_add_(steps, 1)
+            if need_step:
+                by_step = {}
+                for i, s in zip(idx, _step_values(steps)):
+                    by_step.setdefault(s, []).append(i)
+            else:
+                by_step = {None: idx}
+        for step, sub in by_step.items():
+            hp = make_hp(group, grad_scale, step, init)
+            _call(kernel, mode, [operands[i] for i in sub], hp, nthreads)
+
+
+def _call(kernel, mode: int, operands: list[list[Tensor | None]], hp: list[float],
+          nthreads: int) -> None:
+    n = len(operands)
+    k = len(operands[0])
+    ptrs = (ctypes.c_void_p * (k * n))()
+    for j in range(k):
+        ptrs[j * n:(j + 1) * n] = [0 if ops[j] is None else ops[j].data_ptr() for ops in operands]
+    sizes = (ctypes.c_int64 * n)(*[ops[0].numel() for ops in operands])
+    hps = (ctypes.c_double * len(hp))(*hp)
+    rc = kernel(mode, n, ptrs, sizes, hps, nthreads)
+    if rc != 0:
+        raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
