@@ -20,9 +20,9 @@ runs the float32 rule and rounds the new state once (round to nearest even).
 
 from __future__ import annotations
 
-import ctypes
 import warnings
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,6 +36,8 @@ _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
     (torch.float32, torch.bfloat16): 2,
 }
 _warned = False
+# Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
+kernel_calls = 0
 
 
 def _real(t: Tensor | None) -> Tensor | None:
@@ -195,19 +197,34 @@ def _needs_step_value(name: str, group: dict) -> bool:
     return False
 
 
-def _mode(p: Tensor, g: Tensor, stensors: list[Tensor]) -> int | None:
-    """The kernel mode for one (real) tensor and its state, or None if the kernel can't take it."""
-    if p.device.type != "cpu" or g.dtype != p.dtype or not p.is_contiguous() \
-            or not g.is_contiguous() or g.shape != p.shape:
-        return None
-    sdtype = stensors[0].dtype if stensors else p.dtype
-    mode = _MODES.get((p.dtype, sdtype))
-    if mode is None:
-        return None
-    for s in stensors:
-        if s.dtype != sdtype or not s.is_contiguous() or s.shape != p.shape:
-            return None
-    return mode
+_COMPLEX = (torch.complex64, torch.complex128)
+
+
+def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
+    """Real views of (param, grad, *state) and the kernel mode, or (None, None) if the kernel
+    can't take this tensor (device, dtype, layout). Written for speed: it runs per tensor."""
+    if not p.is_cpu:
+        return None, None
+    ops = [p, g]
+    ops.extend(st.get(k) for k in keys)
+    if p.dtype in _COMPLEX or any(t is not None and t.dtype in _COMPLEX for t in ops):
+        ops = [_real(t) for t in ops]
+    p = ops[0]
+    sdtype = None
+    for t in ops[2:]:
+        if t is not None:
+            if sdtype is None:
+                sdtype = t.dtype
+            elif t.dtype != sdtype:
+                return None, None
+            if not t.is_contiguous() or t.shape != p.shape:
+                return None, None
+    mode = _MODES.get((p.dtype, sdtype or p.dtype))
+    g = ops[1]
+    if mode is None or g.dtype != p.dtype or not p.is_contiguous() or not g.is_contiguous() \
+            or g.shape != p.shape:
+        return None, None
+    return ops, mode
 
 
 def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> None:
@@ -216,7 +233,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
     incremented as on the unfused path. Results equal the unfused path's (float64 to ~1e-15,
     float32 to an ulp or two per step)."""
-    cast_state(optimizer, group, states)
+    cast_state(optimizer, group)
     name = optimizer.name
     lib = _kernel_or_warn() if group.get("fused") and name in _RULES else None
     if lib is None:
@@ -236,8 +253,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
             st["momentum_buffer"] = torch.empty_like(
                 p, dtype=state_dtype if state_dtype is not None and not p.is_complex() else None)
             init = True
-        ops = [_real(p), _real(g)] + [_real(st.get(k)) for k in rule.state_keys]
-        mode = _mode(ops[0], ops[1], [t for t in ops[2:] if t is not None])
+        ops, mode = _operands(p, g, st, rule.state_keys)
         if mode is None:
             if init:
                 del st["momentum_buffer"]
@@ -273,13 +289,14 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
 
 def _call(kernel, mode: int, operands: list[list[Tensor | None]], hp: list[float],
           nthreads: int) -> None:
+    global kernel_calls
+    kernel_calls += 1
     n = len(operands)
     k = len(operands[0])
-    ptrs = (ctypes.c_void_p * (k * n))()
-    for j in range(k):
-        ptrs[j * n:(j + 1) * n] = [0 if ops[j] is None else ops[j].data_ptr() for ops in operands]
-    sizes = (ctypes.c_int64 * n)(*[ops[0].numel() for ops in operands])
-    hps = (ctypes.c_double * len(hp))(*hp)
-    rc = kernel(mode, n, ptrs, sizes, hps, nthreads)
+    ptrs = np.fromiter((0 if t is None else t.data_ptr() for j in range(k)
+                        for t in (ops[j] for ops in operands)), dtype=np.uint64, count=k * n)
+    sizes = np.fromiter((ops[0].numel() for ops in operands), dtype=np.int64, count=n)
+    hps = np.asarray(hp, dtype=np.float64)
+    rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data, hps.ctypes.data, nthreads)
     if rc != 0:
         raise RuntimeError(f"adaptim fused kernel failed (code {rc})")

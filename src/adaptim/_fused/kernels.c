@@ -9,7 +9,7 @@
  *
  * The arithmetic mirrors adaptim.functional operation by operation, in the parameter's precision
  * (scalars rounded to it first, as torch does), with fma() exactly where torch's vectorised CPU
- * kernels use fmadd (add with alpha, lerp). Built with -ffp-contract=off and without
+ * kernels use fmadd or are compiled to one (add with alpha, lerp, addcmul). Built with -ffp-contract=off and without
  * -ffast-math so the compiler introduces no other contraction or reassociation.
  *
  * Modes (the storage of param/grad and of the state):

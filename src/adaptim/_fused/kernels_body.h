@@ -8,7 +8,10 @@
 #define FN(name) CAT(name, SUFFIX)
 #define OPERAND(type, j) ((type *)ptrs[(j) * n + t] + b)
 
-/* Common gradient preparation, mirroring the unfused path: g ← ±(grad · grad_scale) [+ λ θ].
+/* torch's addcmul (self + s·t1·t2) is compiled to fma(s·t1, t2, self) in torch 2.13's CPU
+ * kernels; the rules below write that FMA explicitly so results match bit for bit.
+ *
+ * Common gradient preparation, mirroring the unfused path: g ← ±(grad · grad_scale) [+ λ θ].
  * hp[0] = ±grad_scale (negative when maximize), hp[1] = λ, hp[2] = (λ ≠ 0). */
 #define PREPARE_GRAD(g, P, G, i) \
     T g = G[i] * gs;             \
@@ -53,7 +56,7 @@ static void FN(adagrad_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_
     e -= b;
     for (int64_t i = 0; i < e; i++) {
         PREPARE_GRAD(g, P, G, i)
-        T s = LD(SUM, i) + g * g;
+        T s = FMA(g, g, LD(SUM, i));
         STR(SUM, i, s);
         T std = eps_in_sqrt ? SQRT(s + eps) : SQRT(s) + eps;
         P[i] = P[i] + (neg_clr * g) / std;
@@ -78,14 +81,14 @@ static void FN(rmsprop_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_
     e -= b;
     for (int64_t i = 0; i < e; i++) {
         PREPARE_GRAD(g, P, G, i)
-        T sq = LD(SQ, i) * alpha + (w * g) * g;
+        T sq = FMA(w * g, g, LD(SQ, i) * alpha);
         STR(SQ, i, sq);
         T s = sq;
         if (centered) {
             T ga = LD(GA, i);
             ga = LERP(ga, g, w, wm1, small);
             STR(GA, i, ga);
-            s = sq + (-ga) * ga;
+            s = FMA(-ga, ga, sq);
         }
         T avg = eps_in_sqrt ? SQRT(s + eps) : SQRT(s) + eps;
         if (has_mom) {
@@ -118,12 +121,12 @@ static void FN(adadelta_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64
     e -= b;
     for (int64_t i = 0; i < e; i++) {
         PREPARE_GRAD(g, P, G, i)
-        T sq = LD(SQ, i) * rho + (w * g) * g;
+        T sq = FMA(w * g, g, LD(SQ, i) * rho);
         STR(SQ, i, sq);
         T std = SQRT(sq + eps);
         T ad = LD(AD, i);
         T delta = (SQRT(ad + eps) / std) * g;
-        ad = ad * rho + (w * delta) * delta;
+        ad = FMA(w * delta, delta, ad * rho);
         STR(AD, i, ad);
         P[i] = FMA(neg_lr, delta, P[i]);
     }
@@ -153,7 +156,7 @@ static void FN(adam_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e
         PREPARE_GRAD(g, P, G, i)
         T m = LERP(LD(M, i), g, w, wm1, small);
         STR(M, i, m);
-        T v = LD(V, i) * beta2 + (w2 * g) * g;
+        T v = FMA(w2 * g, g, LD(V, i) * beta2);
         STR(V, i, v);
         if (amsgrad) {
             T vm = LD(VMAX, i);
