@@ -38,9 +38,7 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)(u >> 16);
 }
 
-/* torch.lerp's vectorised form: fmadd(coeff, end - start, base). */
-#define LERP(start, end, w, wm1, small) \
-    ((small) ? FMA((w), (end) - (start), (start)) : FMA((wm1), (end) - (start), (end)))
+
 
 /* torch.maximum: NaN if either is NaN. */
 #define MAXIMUM(a, b) (((a) != (a)) ? (a) : (((b) != (b)) ? (b) : ((a) > (b) ? (a) : (b))))
