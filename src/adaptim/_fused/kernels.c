@@ -72,7 +72,9 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
     int64_t total = offsets_of(n, sizes, off);
     int64_t nchunks = (total + CHUNK - 1) / CHUNK;
     if (nthreads < 1) nthreads = 1;
-#pragma omp parallel for schedule(static) num_threads(nthreads) if (nchunks > 1 && nthreads > 1)
+    /* Threads only for steps of over a million elements: a parallel region costs microseconds
+     * on an idle machine but milliseconds on a loaded one, more than a small step itself. */
+#pragma omp parallel for schedule(static) num_threads(nthreads) if (nchunks > 64 && nthreads > 1)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t lo = c * CHUNK;
         int64_t hi = lo + CHUNK < total ? lo + CHUNK : total;

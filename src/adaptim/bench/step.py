@@ -242,7 +242,7 @@ def print_report(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     bw = report["bandwidth_GBps"]
     console.print(f"[bold]machine[/]: {report['machine']}")
     console.print("in-place bandwidth: " + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw.items()))
@@ -251,12 +251,12 @@ def print_report(report: dict) -> None:
                             "torch's fastest mode / adaptim fused; floor = bytes / bandwidth")
         table.add_column("optimizer", style="bold")
         for m in MODES:
-            table.add_column(m, justify="right")
+            table.add_column(m.replace("adaptim fused", "fused"), justify="right")
         table.add_column("speedup", justify="right")
         table.add_column("B/param", justify="right")
         table.add_column("floor ms", justify="right")
-        table.add_column("% of floor (fp32)", justify="right")
-        table.add_column("bf16 vs fp32 floor", justify="right")
+        table.add_column("floor/fused", justify="right")
+        table.add_column("fp32 floor/bf16", justify="right")
         for case, r in w["rows"].items():
             ms = r["ms"]
             fused = ms.get("adaptim fused")
@@ -279,6 +279,46 @@ def print_report(report: dict) -> None:
                       f"{c['ms_per_step']:.1f} ms per step")
 
 
+def markdown(report: dict) -> str:
+    """The report as Markdown tables (for the README)."""
+    bw = report["bandwidth_GBps"]
+    lines = [f"Machine: {report['machine']['processor']}, {report['machine']['cpu_count']} cores "
+             f"({report['machine']['torch_threads']} torch threads), torch "
+             f"{report['machine']['torch']}. In-place bandwidth measured in the same run: "
+             + ", ".join(f"`{k}` {v:.1f} GB/s" for k, v in bw.items() if k != "best")
+             + f"; the floor uses the best, {bw['best']:.1f} GB/s.", ""]
+    short = {"torch for-loop": "torch loop", "torch foreach": "torch foreach",
+             "torch fused": "torch fused", "adaptim": "adaptim unfused",
+             "adaptim fused": "**adaptim fused**", "adaptim fused bf16": "fused, bf16 state"}
+    for label, w in report["workloads"].items():
+        lines += [f"**{label}**, ms per step (median of {report['repeat']}):", "",
+                  "| optimizer | " + " | ".join(short[m] for m in MODES)
+                  + " | speedup vs torch's fastest | floor ms (B/param) | floor / fused |"
+                  " fp32 floor / bf16 |",
+                  "|---" * (len(MODES) + 5) + "|"]
+        for case, r in w["rows"].items():
+            ms = r["ms"]
+            fused, bf16 = ms.get("adaptim fused"), ms.get("adaptim fused bf16")
+            cells = [f"{ms[m]:.1f}" if ms.get(m) else "–" for m in MODES]
+            cells[MODES.index("adaptim fused")] = f"**{cells[MODES.index('adaptim fused')]}**"
+            speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
+                     if fused and r["torch_fastest_ms"] else "–")
+            lines.append(f"| {case} | " + " | ".join(cells) + f" | {speed} | "
+                         f"{r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
+                         + (f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "–") + " | "
+                         + (f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "–") + " |")
+        lines.append("")
+    if "first_step_s" in report:
+        lines.append("First fused step (fresh process, 1,000 parameters): " + "; ".join(
+            f"{k}: {v:.2f} s" if v is not None else f"{k}: failed"
+            for k, v in report["first_step_s"].items()) + ".")
+    if "torch_compile_rmsprop_flat" in report:
+        c = report["torch_compile_rmsprop_flat"]
+        lines.append(f"torch.compile of RMSprop's arithmetic on one flat buffer of the same size: "
+                     f"{c['compile_s']:.1f} s to compile, {c['ms_per_step']:.1f} ms per step.")
+    return "\n".join(lines) + "\n"
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="time optimizer steps vs torch.optim and the "
                                             "memory-bandwidth floor")
@@ -297,6 +337,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--compile-baseline", action="store_true",
                    help="also time torch.compile of RMSprop on a flat buffer")
     p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="write the tables as Markdown (as in the README)")
     p.set_defaults(func=_cmd)
     return p
 
@@ -314,6 +356,9 @@ def _cmd(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(report))
     return 0
 
 
