@@ -350,3 +350,26 @@ def test_cuda_fused_matches_unfused(name):
             opt.step()
         return p
     torch.testing.assert_close(run(True), run(False), rtol=1e-6, atol=1e-6)
+
+
+def test_bench_command_writes_a_report(tmp_path):
+    """`adaptim bench` on a tiny workload: every requested row timed, floor and JSON written."""
+    import json
+
+    from adaptim.cli import main
+
+    out = tmp_path / "bench.json"
+    md = tmp_path / "bench.md"
+    assert main(["bench", "--params", "3000", "--small", "20", "50", "--repeat", "1",
+                 "--optimizers", "rmsprop", "adam", "--no-overhead", "--json", str(out),
+                 "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    assert report["bandwidth_GBps"]["best"] > 0
+    assert len(report["workloads"]) == 2
+    for w in report["workloads"].values():
+        assert set(w["rows"]) == {"rmsprop", "adam"}
+        assert w["rows"]["rmsprop"]["bytes_per_param"] == 20
+        assert w["rows"]["adam"]["bytes_per_param"] == 28
+        assert "torch fused" not in w["rows"]["rmsprop"]["ms"]  # torch has no fused RMSprop
+        assert all(v > 0 for v in w["rows"]["adam"]["ms"].values())
+    assert "| rmsprop |" in md.read_text()

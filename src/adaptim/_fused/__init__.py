@@ -238,6 +238,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     lib = _kernel_or_warn() if group.get("fused") and name in _RULES else None
     if lib is None:
         _reference_update(optimizer, group, params, grads, states, grad_scale)
+        cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
         return
     rule, make_hp = _RULES[name]
     is_sgd = name == "sgd"
@@ -265,6 +266,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     if rest:
         _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
                           [states[i] for i in rest], grad_scale)
+        cast_state(optimizer, group, [states[i] for i in rest])
     if not buckets:
         return
     nthreads = torch.get_num_threads()

@@ -25,7 +25,7 @@ SOURCES = ("kernels.c", "kernels_body.h")
 # No -ffast-math: float64 must stay exact to 1e-12 and fp32 within an ulp or two of torch;
 # -ffp-contract=off forbids FMAs the source does not write; -fno-math-errno lets sqrt vectorise
 # (it only drops the errno write, not any rounding).
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
          "-shared")
 RULES = ("sgd", "adagrad", "rmsprop", "adadelta", "adam")
 ABI_VERSION = 1
