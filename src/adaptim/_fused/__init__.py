@@ -40,6 +40,11 @@ _warned = False
 kernel_calls = 0
 
 
+def _scalar_dtype() -> torch.dtype:
+    # as adaptim._base._scalar_dtype (not imported: _base imports this module)
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
 def _real(t: Tensor | None) -> Tensor | None:
     return torch.view_as_real(t) if t is not None and t.is_complex() else t
 
@@ -122,79 +127,60 @@ def _f(v) -> float:
     return float(v.item()) if isinstance(v, Tensor) else float(v)
 
 
-def _step_values(steps: list[Tensor]) -> list[float]:
-    if len(steps) == 1:
-        return [steps[0].item()]
-    return torch.stack(steps).tolist()
-
-
 class _Rule:
-    """How one optimizer's group maps onto a kernel: operands and hyperparameters."""
+    """How one optimizer's group maps onto a kernel: its state operands, in kernel order."""
 
-    def __init__(self, kernel: str, state_keys: tuple[str, ...], uses_step: bool):
-        self.kernel, self.state_keys, self.uses_step = kernel, state_keys, uses_step
+    def __init__(self, kernel: str, state_keys: tuple[str, ...]):
+        self.kernel, self.state_keys = kernel, state_keys
 
 
-def _sgd_hp(group, grad_scale, step, init):
+def _sgd_hp(group, grad_scale, init):
     mom = _f(group["momentum"])
     return _hp_common(group, grad_scale) + [
         -_f(group["lr"]), mom, float(mom != 0), 1 - _f(group["dampening"]),
         float(group["nesterov"]), float(init)]
 
 
-def _adagrad_hp(group, grad_scale, step, init):
-    lr, lr_decay = _f(group["lr"]), _f(group["lr_decay"])
-    clr = lr / (1 + (int(step) - 1) * lr_decay) if step is not None else lr
-    return _hp_common(group, grad_scale) + [-clr, _f(group["eps"]), float(group["eps_in_sqrt"])]
+def _adagrad_hp(group, grad_scale, init):
+    # η_t = η / (1 + (t − 1) lr_decay) is computed per tensor in the kernel from its step
+    return _hp_common(group, grad_scale) + [
+        _f(group["lr"]), _f(group["lr_decay"]), _f(group["eps"]), float(group["eps_in_sqrt"])]
 
 
-def _rmsprop_hp(group, grad_scale, step, init):
+def _rmsprop_hp(group, grad_scale, init):
     alpha, mom, lr = _f(group["alpha"]), _f(group["momentum"]), _f(group["lr"])
     return _hp_common(group, grad_scale) + [
         alpha, 1 - alpha, _f(group["eps"]), float(group["eps_in_sqrt"]), float(group["centered"]),
         mom, float(mom > 0), float(group["lr_in_momentum"]), lr, -lr]
 
 
-def _adadelta_hp(group, grad_scale, step, init):
+def _adadelta_hp(group, grad_scale, init):
     rho = _f(group["rho"])
     return _hp_common(group, grad_scale) + [rho, 1 - rho, _f(group["eps"]), -_f(group["lr"])]
 
 
-def _adam_hp(group, grad_scale, step, init):
-    import math
-
+def _adam_hp(group, grad_scale, init):
+    # the bias corrections and step size are computed per tensor in the kernel from its step
     lr, wd = _f(group["lr"]), _f(group["weight_decay"])
     beta1, beta2 = (_f(b) for b in group["betas"])
-    if group["bias_correction"]:
-        bc1, bc2 = 1 - beta1 ** int(step), 1 - beta2 ** int(step)
-    else:
-        bc1 = bc2 = 1.0
-    if group["eps_hat"]:
-        step_size, form = lr * math.sqrt(bc2) / bc1, 2
-    else:
-        step_size, form = lr / bc1, 1 if group["eps_in_sqrt"] else 0
+    form = 2 if group["eps_hat"] else 1 if group["eps_in_sqrt"] else 0
     return _hp_common(group, grad_scale) + [
         float(group["decoupled_weight_decay"]), 1 - lr * wd, 1 - beta1, beta2, 1 - beta2,
-        float(group["amsgrad"]), float(form), _f(group["eps"]), bc2, math.sqrt(bc2), -step_size]
+        float(group["amsgrad"]), float(form), _f(group["eps"]), lr, beta1,
+        float(group["bias_correction"])]
 
 
 _RULES = {
-    "sgd": (_Rule("sgd", ("momentum_buffer",), False), _sgd_hp),
-    "adagrad": (_Rule("adagrad", ("sum",), True), _adagrad_hp),
-    "rmsprop": (_Rule("rmsprop", ("square_avg", "grad_avg", "momentum_buffer"), False),
-                _rmsprop_hp),
-    "adadelta": (_Rule("adadelta", ("square_avg", "acc_delta"), False), _adadelta_hp),
-    "adam": (_Rule("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), True), _adam_hp),
+    "sgd": (_Rule("sgd", ("momentum_buffer",)), _sgd_hp),
+    "adagrad": (_Rule("adagrad", ("sum",)), _adagrad_hp),
+    "rmsprop": (_Rule("rmsprop", ("square_avg", "grad_avg", "momentum_buffer")), _rmsprop_hp),
+    "adadelta": (_Rule("adadelta", ("square_avg", "acc_delta")), _adadelta_hp),
+    "adam": (_Rule("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")), _adam_hp),
 }
 _RULES["adamw"] = _RULES["adam"]
 
 
-def _needs_step_value(name: str, group: dict) -> bool:
-    if name == "adagrad":
-        return _f(group["lr_decay"]) != 0
-    if name in ("adam", "adamw"):
-        return bool(group["bias_correction"])
-    return False
+_STEP_DTYPES = {torch.float32: 1, torch.float64: 2}
 
 
 _COMPLEX = (torch.complex64, torch.complex128)
@@ -255,6 +241,17 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
                 p, dtype=state_dtype if state_dtype is not None and not p.is_complex() else None)
             init = True
         ops, mode = _operands(p, g, st, rule.state_keys)
+        step_dtype = 0
+        if mode is not None and not is_sgd:
+            step = st["step"]
+            if not isinstance(step, Tensor):  # a number from an old checkpoint
+                step = st["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+            step_dtype = _STEP_DTYPES.get(step.dtype, 0) if step.is_cpu and step.numel() == 1 \
+                else 0
+            if step_dtype == 0:
+                mode = None
+            else:
+                ops.append(step)
         if mode is None:
             if init:
                 del st["momentum_buffer"]
@@ -262,7 +259,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
             operands.append(None)
             continue
         operands.append(ops)
-        buckets.setdefault((mode, init), []).append(i)
+        buckets.setdefault((mode, init, step_dtype), []).append(i)
     if rest:
         _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
                           [states[i] for i in rest], grad_scale)
@@ -271,34 +268,27 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
         return
     nthreads = torch.get_num_threads()
     kernel = getattr(lib, f"adaptim_{rule.kernel}")
-    need_step = _needs_step_value(name, group)
-    for (mode, init), idx in buckets.items():
-        if is_sgd:
-            by_step = {None: idx}
-        else:
-            steps = [states[i]["step"] for i in idx]
-            torch._foreach_add_(steps, 1)
-            if need_step:
-                by_step = {}
-                for i, s in zip(idx, _step_values(steps)):
-                    by_step.setdefault(s, []).append(i)
-            else:
-                by_step = {None: idx}
-        for step, sub in by_step.items():
-            hp = make_hp(group, grad_scale, step, init)
-            _call(kernel, mode, [operands[i] for i in sub], hp, nthreads)
+    for (mode, init, step_dtype), idx in buckets.items():
+        # one call for the whole bucket (normally the whole group): the kernel increments each
+        # state["step"] and reads it for the bias corrections / lr decay
+        _call(kernel, mode, [operands[i] for i in idx], 2 + len(rule.state_keys), step_dtype,
+              make_hp(group, grad_scale, init), nthreads)
 
 
-def _call(kernel, mode: int, operands: list[list[Tensor | None]], hp: list[float],
-          nthreads: int) -> None:
+def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_dtype: int,
+          hp: list[float], nthreads: int) -> None:
+    """One kernel call: k operand pointers per tensor (+ its step tensor when step_dtype)."""
     global kernel_calls
     kernel_calls += 1
     n = len(operands)
-    k = len(operands[0])
-    ptrs = np.fromiter((0 if t is None else t.data_ptr() for j in range(k)
-                        for t in (ops[j] for ops in operands)), dtype=np.uint64, count=k * n)
+    ptrs = np.fromiter((0 if ops[j] is None else ops[j].data_ptr() for j in range(k)
+                        for ops in operands), dtype=np.uint64, count=k * n)
     sizes = np.fromiter((ops[0].numel() for ops in operands), dtype=np.int64, count=n)
+    steps = (np.fromiter((ops[k].data_ptr() for ops in operands), dtype=np.uint64, count=n)
+             if step_dtype else None)
     hps = np.asarray(hp, dtype=np.float64)
-    rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data, hps.ctypes.data, nthreads)
+    rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data,
+                None if steps is None else steps.ctypes.data, step_dtype, hps.ctypes.data,
+                nthreads)
     if rc != 0:
         raise RuntimeError(f"adaptim fused kernel failed (code {rc})")

@@ -28,7 +28,7 @@ SOURCES = ("kernels.c", "kernels_body.h")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
          "-shared")
 RULES = ("sgd", "adagrad", "rmsprop", "adadelta", "adam")
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 # Counters the tests read: how often this process compiled and loaded the library.
 stats = {"builds": 0, "loads": 0, "build_seconds": None, "load_seconds": None, "path": None}
@@ -109,8 +109,9 @@ def _open(path: Path) -> ctypes.CDLL:
     for rule in RULES:
         fn = getattr(lib, f"adaptim_{rule}")
         fn.restype = ctypes.c_int
+        # (mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads)
         fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
-                       ctypes.c_void_p, ctypes.c_int]
+                       ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     return lib
 
 

@@ -61,12 +61,25 @@ static int64_t tensor_at(int64_t n, const int64_t *off, int64_t pos) {
 }
 
 typedef void (*segment_fn)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
-                           const double *hp);
+                           const double *hp, double step);
 
-/* Run fn over every element of every tensor, in chunks shared among nthreads threads. */
+/* The optimizer's step count of tensor t (a 0-d float32 or float64 tensor, as torch keeps it). */
+static inline double step_of(void **steps, int step_dtype, int64_t t) {
+    if (!steps) return 0.0;
+    return step_dtype == 2 ? *(double *)steps[t] : (double)*(float *)steps[t];
+}
+
+/* Increment every tensor's step (state["step"] += 1, also for empty tensors), then run fn over
+ * every element of every tensor, in chunks shared among nthreads threads. */
 static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t *sizes,
-                            const double *hp, int nthreads) {
+                            void **steps, int step_dtype, const double *hp, int nthreads) {
     if (n <= 0) return 0;
+    if (steps) {
+        for (int64_t t = 0; t < n; t++) {
+            if (step_dtype == 2) *(double *)steps[t] += 1.0;
+            else *(float *)steps[t] += 1.0f;
+        }
+    }
     int64_t *off = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n + 1));
     if (!off) return -1;
     int64_t total = offsets_of(n, sizes, off);
@@ -81,7 +94,8 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
         int64_t t = tensor_at(n, off, lo);
         while (lo < hi && t < n) {
             int64_t end = off[t + 1] < hi ? off[t + 1] : hi;
-            if (end > lo) fn(ptrs, n, t, lo - off[t], end - off[t], hp);
+            if (end > lo)
+                fn(ptrs, n, t, lo - off[t], end - off[t], hp, step_of(steps, step_dtype, t));
             lo = end > lo ? end : lo;
             t++;
         }
@@ -144,13 +158,15 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #undef FMA
 #pragma GCC pop_options
 
+/* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
+ * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success. */
 #define EXPORT(rule)                                                                        \
-    int adaptim_##rule(int mode, int64_t n, void **ptrs, const int64_t *sizes,              \
-                       const double *hp, int nthreads) {                                    \
+    int adaptim_##rule(int mode, int64_t n, void **ptrs, const int64_t *sizes, void **steps,\
+                       int step_dtype, const double *hp, int nthreads) {                    \
         segment_fn fn = mode == 0 ? rule##_seg_f64 : mode == 1 ? rule##_seg_f32             \
                       : mode == 2 ? rule##_seg_f32_bf16 : (segment_fn)0;                    \
         if (!fn) return -2;                                                                 \
-        return for_all_segments(fn, ptrs, n, sizes, hp, nthreads);                          \
+        return for_all_segments(fn, ptrs, n, sizes, steps, step_dtype, hp, nthreads);      \
     }
 
 EXPORT(sgd)
@@ -159,4 +175,4 @@ EXPORT(rmsprop)
 EXPORT(adadelta)
 EXPORT(adam)
 
-int adaptim_abi_version(void) { return 1; }
+int adaptim_abi_version(void) { return 2; }

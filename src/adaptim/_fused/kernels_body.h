@@ -41,7 +41,8 @@ INLINE void FN(sgd_loop)(T *restrict P, const T *restrict G, ST *restrict BUF, i
     }
 }
 
-static void FN(sgd_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e, const double *hp) {
+static void FN(sgd_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e, const double *hp,
+                         double step) {
     T *P = OPERAND(T, 0);
     const T *G = OPERAND(const T, 1);
     ST *BUF = OPERAND(ST, 2);
@@ -52,10 +53,13 @@ static void FN(sgd_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
 #undef C
 }
 
-/* AdaGrad: ptrs P, G, SUM. hp: [gs, wd, has_wd, -lr_t, eps, eps_in_sqrt]. */
+/* AdaGrad: ptrs P, G, SUM. hp: [gs, wd, has_wd, lr, lr_decay, eps, eps_in_sqrt].
+ * η_t = η / (1 + (t − 1) · lr_decay), in double as adaptim.functional.adagrad computes it. */
 INLINE void FN(adagrad_loop)(T *restrict P, const T *restrict G, ST *restrict SUM, int64_t e,
-                             const double *hp, const int has_wd, const int eps_in_sqrt) {
-    const T gs = (T)hp[0], wd = (T)hp[1], neg_clr = (T)hp[3], eps = (T)hp[4];
+                             const double *hp, double step, const int has_wd,
+                             const int eps_in_sqrt) {
+    const double clr = hp[3] / (1 + (step - 1) * hp[4]);
+    const T gs = (T)hp[0], wd = (T)hp[1], neg_clr = (T)(-clr), eps = (T)hp[5];
     for (int64_t i = 0; i < e; i++) {
         PREPARE_GRAD(g, P, G, i)
         T s = FMA(g, g, LD(SUM, i));
@@ -66,13 +70,13 @@ INLINE void FN(adagrad_loop)(T *restrict P, const T *restrict G, ST *restrict SU
 }
 
 static void FN(adagrad_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
-                            const double *hp) {
+                            const double *hp, double step) {
     T *P = OPERAND(T, 0);
     const T *G = OPERAND(const T, 1);
     ST *SUM = OPERAND(ST, 2);
-    const int flags = (hp[2] != 0) | (hp[5] != 0) << 1;
+    const int flags = (hp[2] != 0) | (hp[6] != 0) << 1;
     e -= b;
-#define C(f) case f: FN(adagrad_loop)(P, G, SUM, e, hp, (f) & 1, (f) >> 1 & 1); break;
+#define C(f) case f: FN(adagrad_loop)(P, G, SUM, e, hp, step, (f) & 1, (f) >> 1 & 1); break;
     switch (flags) { C(0) C(1) C(2) C(3) }
 #undef C
 }
@@ -118,7 +122,7 @@ INLINE void FN(rmsprop_loop)(T *restrict P, const T *restrict G, ST *restrict SQ
 }
 
 static void FN(rmsprop_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
-                            const double *hp) {
+                            const double *hp, double step) {
     T *P = OPERAND(T, 0);
     const T *G = OPERAND(const T, 1);
     ST *SQ = OPERAND(ST, 2);
@@ -155,7 +159,7 @@ INLINE void FN(adadelta_loop)(T *restrict P, const T *restrict G, ST *restrict S
 }
 
 static void FN(adadelta_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
-                             const double *hp) {
+                             const double *hp, double step) {
     T *P = OPERAND(T, 0);
     const T *G = OPERAND(const T, 1);
     ST *SQ = OPERAND(ST, 2);
@@ -167,13 +171,22 @@ static void FN(adadelta_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64
 
 /* Adam/AdamW/AMSGrad: ptrs P, G, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ. hp: [gs, wd, has_wd,
  * decoupled, 1-lr·wd, 1-beta1, beta2, 1-beta2, amsgrad, eps_form (0 torch, 1 eps_in_sqrt,
- * 2 eps_hat), eps, b2, sqrt(b2), -step_size]. */
+ * 2 eps_hat), eps, lr, beta1, bias_correction]. The bias corrections b1 = 1 − β₁ᵗ,
+ * b2 = 1 − β₂ᵗ and the step size are computed in double from this tensor's step exactly as
+ * adaptim.functional.adam does (libm pow and sqrt, as Python's ** and math.sqrt). */
 INLINE void FN(adam_loop)(T *restrict P, const T *restrict G, ST *restrict M, ST *restrict V,
-                          ST *restrict VMAX, int64_t e, const double *hp, const int has_wd,
-                          const int decay_param, const int amsgrad, const int eps_form) {
+                          ST *restrict VMAX, int64_t e, const double *hp, double step,
+                          const int has_wd, const int decay_param, const int amsgrad,
+                          const int eps_form) {
+    double b1 = 1.0, b2 = 1.0;
+    if (hp[13] != 0) {
+        b1 = 1 - pow(hp[12], step);
+        b2 = 1 - pow(hp[6], step);
+    }
+    const double step_size = eps_form == 2 ? hp[11] * sqrt(b2) / b1 : hp[11] / b1;
     const T gs = (T)hp[0], wd = (T)hp[1], decay = (T)hp[4], w = (T)hp[5], beta2 = (T)hp[6],
-            w2 = (T)hp[7], eps = (T)hp[10], bc2 = (T)hp[11], sqrt_bc2 = (T)hp[12],
-            neg_step = (T)hp[13];
+            w2 = (T)hp[7], eps = (T)hp[10], bc2 = (T)b2, sqrt_bc2 = (T)sqrt(b2),
+            neg_step = (T)(-step_size);
     const int small = fabs((double)w) < 0.5;
     const T coeff = small ? w : w - (T)1;
     for (int64_t i = 0; i < e; i++) {
@@ -198,7 +211,7 @@ INLINE void FN(adam_loop)(T *restrict P, const T *restrict G, ST *restrict M, ST
 }
 
 static void FN(adam_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
-                         const double *hp) {
+                         const double *hp, double step) {
     T *P = OPERAND(T, 0);
     const T *G = OPERAND(const T, 1);
     ST *M = OPERAND(ST, 2);
@@ -208,7 +221,7 @@ static void FN(adam_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e
     const int flags = (wd && !decoupled) | (wd && decoupled) << 1 | (hp[8] != 0) << 2
                     | ((int)hp[9] & 3) << 3;
     e -= b;
-#define C(f) case f: FN(adam_loop)(P, G, M, V, VMAX, e, hp, (f) & 1, (f) >> 1 & 1, (f) >> 2 & 1, (f) >> 3); break;
+#define C(f) case f: FN(adam_loop)(P, G, M, V, VMAX, e, hp, step, (f) & 1, (f) >> 1 & 1, (f) >> 2 & 1, (f) >> 3); break;
     switch (flags) {
         C(0) C(1) C(2) C(4) C(5) C(6) C(8) C(9) C(10) C(12) C(13) C(14) C(16) C(17) C(18)
         C(20) C(21) C(22)
