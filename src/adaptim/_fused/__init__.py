@@ -49,19 +49,20 @@ def _real(t: Tensor | None) -> Tensor | None:
     return torch.view_as_real(t) if t is not None and t.is_complex() else t
 
 
-def kernel_available() -> bool:
-    """Whether the C kernel library is (or can be) built and loaded on this machine."""
+def kernel_available(mode: int = 1) -> bool:
+    """Whether the C kernel library of ``mode`` (default float32) is (or can be) built and
+    loaded on this machine."""
     try:
-        _ckernel.load()
+        _ckernel.load(mode)
         return True
     except _ckernel.KernelUnavailable:
         return False
 
 
-def _kernel_or_warn():
+def _kernel_or_warn(mode: int):
     global _warned
     try:
-        return _ckernel.load()
+        return _ckernel.load(mode)
     except _ckernel.KernelUnavailable as err:
         if not _warned:
             _warned = True
@@ -192,23 +193,27 @@ def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
     if not p.is_cpu:
         return None, None
     ops = [p, g]
-    ops.extend(st.get(k) for k in keys)
-    if p.dtype in _COMPLEX or any(t is not None and t.dtype in _COMPLEX for t in ops):
+    for k in keys:
+        ops.append(st.get(k))
+    first = ops[2]
+    if p.is_complex() or (first is not None and first.is_complex()):
         ops = [_real(t) for t in ops]
-    p = ops[0]
+        p = ops[0]
+    n = p.numel()
     sdtype = None
     for t in ops[2:]:
         if t is not None:
             if sdtype is None:
                 sdtype = t.dtype
-            elif t.dtype != sdtype:
+            elif t.dtype is not sdtype:
                 return None, None
-            if not t.is_contiguous() or t.shape != p.shape:
+            # same element count and both contiguous: element i of one is element i of the other
+            if t.numel() != n or not t.is_contiguous():
                 return None, None
     mode = _MODES.get((p.dtype, sdtype or p.dtype))
     g = ops[1]
-    if mode is None or g.dtype != p.dtype or not p.is_contiguous() or not g.is_contiguous() \
-            or g.shape != p.shape:
+    if mode is None or g.dtype is not p.dtype or g.numel() != n or not p.is_contiguous() \
+            or not g.is_contiguous():
         return None, None
     return ops, mode
 
@@ -221,8 +226,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     float32 to an ulp or two per step)."""
     cast_state(optimizer, group)
     name = optimizer.name
-    lib = _kernel_or_warn() if group.get("fused") and name in _RULES else None
-    if lib is None:
+    if not group.get("fused") or name not in _RULES or _ckernel.failed():
         _reference_update(optimizer, group, params, grads, states, grad_scale)
         cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
         return
@@ -260,19 +264,23 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
             continue
         operands.append(ops)
         buckets.setdefault((mode, init, step_dtype), []).append(i)
+    nthreads = torch.get_num_threads()
+    for (mode, init, step_dtype), idx in buckets.items():
+        lib = _kernel_or_warn(mode)
+        if lib is None:  # no compiler: the reference path, after one warning
+            if init:
+                for i in idx:
+                    del states[i]["momentum_buffer"]
+            rest.extend(idx)
+            continue
+        # one call for the whole bucket (normally the whole group): the kernel increments each
+        # state["step"] and reads it for the bias corrections / lr decay
+        _call(getattr(lib, f"adaptim_{rule.kernel}"), mode, [operands[i] for i in idx],
+              2 + len(rule.state_keys), step_dtype, make_hp(group, grad_scale, init), nthreads)
     if rest:
         _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
                           [states[i] for i in rest], grad_scale)
         cast_state(optimizer, group, [states[i] for i in rest])
-    if not buckets:
-        return
-    nthreads = torch.get_num_threads()
-    kernel = getattr(lib, f"adaptim_{rule.kernel}")
-    for (mode, init, step_dtype), idx in buckets.items():
-        # one call for the whole bucket (normally the whole group): the kernel increments each
-        # state["step"] and reads it for the bias corrections / lr decay
-        _call(kernel, mode, [operands[i] for i in idx], 2 + len(rule.state_keys), step_dtype,
-              make_hp(group, grad_scale, init), nthreads)
 
 
 def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_dtype: int,

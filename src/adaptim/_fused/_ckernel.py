@@ -1,6 +1,7 @@
-"""Build, cache and load the C kernel library (``kernels.c``) with the system C compiler.
+"""Build, cache and load the C kernel libraries (``kernels.c``) with the system C compiler.
 
-The library is compiled once per machine with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and
+There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
+bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and
 the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``,
 else ``~/.cache/adaptim``) in a file named by a hash of the sources, flags, compiler version and
 CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C doubles at each
@@ -18,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["KernelUnavailable", "cache_dir", "compiler", "load", "reset", "stats"]
+__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("kernels.c", "kernels_body.h")
@@ -30,10 +31,12 @@ FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-
 RULES = ("sgd", "adagrad", "rmsprop", "adadelta", "adam")
 ABI_VERSION = 2
 
-# Counters the tests read: how often this process compiled and loaded the library.
+MODES = (0, 1, 2)
+
+# Counters the tests read: how often this process compiled and loaded a library.
 stats = {"builds": 0, "loads": 0, "build_seconds": None, "load_seconds": None, "path": None}
 
-_lib: ctypes.CDLL | None = None
+_libs: dict[int, ctypes.CDLL] = {}
 _error: str | None = None
 
 
@@ -72,24 +75,25 @@ def _compiler_version(cc: str) -> str:
     return out.stdout
 
 
-def library_path(cc: str | None = None) -> Path:
-    """Where the library for the current sources, flags, compiler and CPU is cached."""
+def library_path(mode: int, cc: str | None = None) -> Path:
+    """Where the library of ``mode`` for the current sources, flags, compiler and CPU is cached."""
     cc = cc or compiler()
     h = hashlib.sha256()
     for name in SOURCES:
         h.update((SOURCE_DIR / name).read_bytes())
     h.update(repr((FLAGS, cc, _compiler_version(cc), platform.machine(),
                    _cpu_signature())).encode())
-    return cache_dir() / f"adaptim_kernels_{h.hexdigest()[:16]}.so"
+    return cache_dir() / f"adaptim_kernels_{h.hexdigest()[:16]}_mode{mode}.so"
 
 
-def _build(cc: str, target: Path) -> None:
+def _build(cc: str, mode: int, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
         start = time.perf_counter()
-        out = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE_DIR / "kernels.c")],
+        out = subprocess.run([cc, *FLAGS, f"-DADAPTIM_MODE={mode}", "-o", tmp,
+                              str(SOURCE_DIR / "kernels.c")],
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise KernelUnavailable(f"compiling the fused kernels with {cc!r} failed:\n"
@@ -102,10 +106,10 @@ def _build(cc: str, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _open(path: Path) -> ctypes.CDLL:
+def _open(path: Path, mode: int) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    if lib.adaptim_abi_version() != ABI_VERSION:
-        raise KernelUnavailable(f"{path} has the wrong ABI version")
+    if lib.adaptim_abi_version() != ABI_VERSION or lib.adaptim_mode() != mode:
+        raise KernelUnavailable(f"{path} has the wrong ABI version or mode")
     for rule in RULES:
         fn = getattr(lib, f"adaptim_{rule}")
         fn.restype = ctypes.c_int
@@ -115,33 +119,41 @@ def _open(path: Path) -> ctypes.CDLL:
     return lib
 
 
-def load() -> ctypes.CDLL:
-    """The loaded kernel library, building it on first use; raises KernelUnavailable (and
-    remembers why, so a failing compiler is tried once per process)."""
-    global _lib, _error
-    if _lib is not None:
-        return _lib
+def load(mode: int = 1) -> ctypes.CDLL:
+    """The loaded kernel library of ``mode``, building it on first use; raises KernelUnavailable
+    (and remembers why, so a failing compiler is tried once per process)."""
+    global _error
+    lib = _libs.get(mode)
+    if lib is not None:
+        return lib
+    if mode not in MODES:
+        raise ValueError(f"no kernel mode {mode!r} (valid: {MODES})")
     if _error is not None:
         raise KernelUnavailable(_error)
     try:
         start = time.perf_counter()
         cc = compiler()
-        path = library_path(cc)
+        path = library_path(mode, cc)
         if not path.exists():
-            _build(cc, path)
-        _lib = _open(path)
+            _build(cc, mode, path)
+        lib = _libs[mode] = _open(path, mode)
         stats["loads"] += 1
         stats["load_seconds"] = time.perf_counter() - start
         stats["path"] = str(path)
-        return _lib
+        return lib
     except (KernelUnavailable, OSError, subprocess.SubprocessError) as err:
         _error = str(err)
         raise KernelUnavailable(_error) from err
 
 
+def failed() -> bool:
+    """Whether building or loading failed earlier in this process (then it is not retried)."""
+    return _error is not None
+
+
 def reset() -> None:
     """Forget the loaded library and any failure (tests; a changed ADAPTIM_CC)."""
-    global _lib, _error
-    _lib = None
+    global _error
+    _libs.clear()
     _error = None
     stats.update(builds=0, loads=0, build_seconds=None, load_seconds=None, path=None)

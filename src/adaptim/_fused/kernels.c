@@ -104,7 +104,13 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
     return 0;
 }
 
-/* ---- the rules, instantiated for each mode ---- */
+/* ---- the rules, instantiated for one mode per library ----
+ * Each mode is compiled into its own library (-DADAPTIM_MODE=0|1|2) on first use, so a float32
+ * model waits for one third of the code to compile. */
+#ifndef ADAPTIM_MODE
+#error "compile with -DADAPTIM_MODE=0 (float64), 1 (float32) or 2 (float32 + bfloat16 state)"
+#endif
+#if ADAPTIM_MODE == 0
 #define SUFFIX f64
 #define SQRT sqrt
 #define FMA fma
@@ -120,7 +126,9 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #undef STR
 #undef SQRT
 #undef FMA
+#endif
 
+#if ADAPTIM_MODE == 1
 #define SUFFIX f32
 #define SQRT sqrtf
 #define FMA fmaf
@@ -136,7 +144,9 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #undef STR
 #undef SQRT
 #undef FMA
+#endif
 
+#if ADAPTIM_MODE == 2
 /* bfloat16 state: 256-bit vectors convert 16 <-> 32-bit lanes faster than 512-bit ones here
  * (measured: 512-bit made the bf16 loops slower than the float32 ones). */
 #pragma GCC push_options
@@ -157,16 +167,26 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #undef SQRT
 #undef FMA
 #pragma GCC pop_options
+#endif
 
 /* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
  * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success. */
+#if ADAPTIM_MODE == 0
+#define SEG(rule) rule##_seg_f64
+#elif ADAPTIM_MODE == 1
+#define SEG(rule) rule##_seg_f32
+#else
+#define SEG(rule) rule##_seg_f32_bf16
+#endif
+
+/* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
+ * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success,
+ * -2 if this library was not built for ``mode``. */
 #define EXPORT(rule)                                                                        \
     int adaptim_##rule(int mode, int64_t n, void **ptrs, const int64_t *sizes, void **steps,\
                        int step_dtype, const double *hp, int nthreads) {                    \
-        segment_fn fn = mode == 0 ? rule##_seg_f64 : mode == 1 ? rule##_seg_f32             \
-                      : mode == 2 ? rule##_seg_f32_bf16 : (segment_fn)0;                    \
-        if (!fn) return -2;                                                                 \
-        return for_all_segments(fn, ptrs, n, sizes, steps, step_dtype, hp, nthreads);      \
+        if (mode != ADAPTIM_MODE) return -2;                                                \
+        return for_all_segments(SEG(rule), ptrs, n, sizes, steps, step_dtype, hp, nthreads);\
     }
 
 EXPORT(sgd)
@@ -176,3 +196,4 @@ EXPORT(adadelta)
 EXPORT(adam)
 
 int adaptim_abi_version(void) { return 2; }
+int adaptim_mode(void) { return ADAPTIM_MODE; }
