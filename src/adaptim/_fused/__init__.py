@@ -20,7 +20,9 @@ runs the float32 rule and rounds the new state once (round to nearest even).
 
 from __future__ import annotations
 
+import operator
 import warnings
+from itertools import repeat
 
 import numpy as np
 import torch
@@ -233,6 +235,16 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     rule, make_hp = _RULES[name]
     is_sgd = name == "sgd"
     momentum = _f(group["momentum"]) if is_sgd else 0.0
+    nthreads = torch.get_num_threads()
+    plan = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
+    if plan is not None and not (is_sgd and momentum != 0 and plan[0][2] is None):
+        columns, mode, steps, step_dtype = plan
+        lib = _kernel_or_warn(mode)
+        if lib is not None:
+            _call_columns(getattr(lib, f"adaptim_{rule.kernel}"), mode, columns, steps,
+                          step_dtype, make_hp(group, grad_scale, False), nthreads)
+            return
+    # The general path: tensor by tensor (first SGD step, mixed dtypes or layouts, complex).
     state_dtype = group.get("state_dtype")
     buckets: dict[tuple, list[int]] = {}
     rest: list[int] = []
@@ -264,7 +276,6 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
             continue
         operands.append(ops)
         buckets.setdefault((mode, init, step_dtype), []).append(i)
-    nthreads = torch.get_num_threads()
     for (mode, init, step_dtype), idx in buckets.items():
         lib = _kernel_or_warn(mode)
         if lib is None:  # no compiler: the reference path, after one warning
@@ -283,20 +294,84 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
         cast_state(optimizer, group, [states[i] for i in rest])
 
 
+_IS_CPU = operator.attrgetter("is_cpu")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _whole_group_plan(params, grads, states, keys, with_step):
+    """The common case in bulk: every tensor of the group contiguous, real, on the CPU, with one
+    parameter dtype and one state dtype, each state present for all or none. Checked with
+    C-level iteration (map) instead of a Python loop per tensor. Returns (columns, mode, steps,
+    step_dtype), a column being None for a state no tensor has; None if any check fails (the
+    per-tensor path then decides tensor by tensor)."""
+    n = len(params)
+    numels = list(map(Tensor.numel, params))
+    columns = [params, grads]
+    columns.extend(list(map(dict.get, states, repeat(k, n))) for k in keys)
+    pdtype = sdtype = None
+    for j, col in enumerate(columns):
+        nones = sum(map(operator.is_, col, repeat(None, n)))
+        if nones:
+            if j < 2 or nones != n:
+                return None
+            columns[j] = None
+            continue
+        dtypes = set(map(_DTYPE, col))
+        if len(dtypes) != 1:
+            return None
+        dtype = dtypes.pop()
+        if j == 0:
+            pdtype = dtype
+        elif j == 1:
+            if dtype is not pdtype:
+                return None
+        elif sdtype is None:
+            sdtype = dtype
+        elif dtype is not sdtype:
+            return None
+        if not all(map(_IS_CPU, col)) or not all(map(Tensor.is_contiguous, col)) \
+                or list(map(Tensor.numel, col)) != numels:
+            return None
+    mode = _MODES.get((pdtype, sdtype or pdtype))
+    if mode is None:
+        return None
+    steps, step_dtype = None, 0
+    if with_step:
+        steps = list(map(dict.get, states, repeat("step", n)))
+        if not all(map(isinstance, steps, repeat(Tensor, n))):
+            return None
+        dtypes = set(map(_DTYPE, steps))
+        step_dtype = _STEP_DTYPES.get(dtypes.pop(), 0) if len(dtypes) == 1 else 0
+        if step_dtype == 0 or not all(map(_IS_CPU, steps)) \
+                or set(map(Tensor.numel, steps)) != {1}:
+            return None
+    return columns, mode, steps, step_dtype
+
+
 def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_dtype: int,
           hp: list[float], nthreads: int) -> None:
-    """One kernel call: k operand pointers per tensor (+ its step tensor when step_dtype)."""
+    """One kernel call for per-tensor operand lists: k operands each (+ its step tensor)."""
+    columns = [[ops[j] for ops in operands] for j in range(k)]
+    columns = [None if all(t is None for t in col) else col for col in columns]
+    steps = [ops[k] for ops in operands] if step_dtype else None
+    _call_columns(kernel, mode, columns, steps, step_dtype, hp, nthreads)
+
+
+def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: list[float],
+                  nthreads: int) -> None:
+    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused)."""
     global kernel_calls
     kernel_calls += 1
-    n = len(operands)
-    ptrs = np.fromiter((0 if ops[j] is None else ops[j].data_ptr() for j in range(k)
-                        for ops in operands), dtype=np.uint64, count=k * n)
-    sizes = np.fromiter((ops[0].numel() for ops in operands), dtype=np.int64, count=n)
-    steps = (np.fromiter((ops[k].data_ptr() for ops in operands), dtype=np.uint64, count=n)
-             if step_dtype else None)
+    n = len(columns[0])
+    ptrs = np.zeros(len(columns) * n, dtype=np.uint64)
+    for j, col in enumerate(columns):
+        if col is not None:
+            ptrs[j * n:(j + 1) * n] = np.fromiter(map(Tensor.data_ptr, col), np.uint64, n)
+    sizes = np.fromiter(map(Tensor.numel, columns[0]), np.int64, n)
+    step_ptrs = np.fromiter(map(Tensor.data_ptr, steps), np.uint64, n) if step_dtype else None
     hps = np.asarray(hp, dtype=np.float64)
     rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data,
-                None if steps is None else steps.ctypes.data, step_dtype, hps.ctypes.data,
-                nthreads)
+                None if step_ptrs is None else step_ptrs.ctypes.data, step_dtype,
+                hps.ctypes.data, nthreads)
     if rc != 0:
         raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
