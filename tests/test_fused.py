@@ -396,3 +396,24 @@ def test_tensors_with_different_step_counts(name, kw):
     assert float(of.state[af]["step"]) == 6 and float(of.state[bf]["step"]) == 3
     torch.testing.assert_close(af, au, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)
+
+
+def test_whole_group_plan_takes_plain_groups_and_refuses_odd_ones():
+    """The bulk check accepts a plain float32 group in one mode and hands anything unusual
+    (a strided tensor, mixed dtypes, complex) to the per-tensor path."""
+    from adaptim._fused import _whole_group_plan
+
+    def plan(params):
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt = adaptim.Adam(params, fused=True)
+        ps, gs, sts = opt._gather(opt.param_groups[0])
+        return _whole_group_plan(ps, gs, sts, ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"), True)
+
+    columns, mode, steps, step_dtype = plan([torch.zeros(3, 4, requires_grad=True),
+                                             torch.zeros(0, requires_grad=True)])
+    assert mode == 1 and step_dtype == 1 and columns[4] is None and len(steps) == 2
+    assert plan([torch.zeros(4, 6)[:, ::2].requires_grad_()]) is None
+    assert plan([torch.zeros(3, requires_grad=True),
+                 torch.zeros(3, dtype=torch.float64, requires_grad=True)]) is None
+    assert plan([torch.zeros(3, dtype=torch.complex64, requires_grad=True)]) is None
