@@ -9,8 +9,10 @@
  *
  * The arithmetic mirrors adaptim.functional operation by operation, in the parameter's precision
  * (scalars rounded to it first, as torch does), with fma() exactly where torch's vectorised CPU
- * kernels use fmadd or are compiled to one (add with alpha, lerp, addcmul). Built with -ffp-contract=off and without
- * -ffast-math so the compiler introduces no other contraction or reassociation.
+ * kernels use fmadd or are compiled to one (add with alpha, lerp, addcmul). Built with
+ * -ffp-contract=off and without -ffast-math so the compiler adds no other contraction or
+ * reassociation. Each call also increments every tensor's step (state["step"] += 1) and
+ * computes the step-dependent scalars (bias corrections, lr decay) per tensor from it.
  *
  * Modes (the storage of param/grad and of the state):
  *   0: double / double    1: float / float    2: float / bfloat16 (arithmetic in float)
