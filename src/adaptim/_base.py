@@ -161,7 +161,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             params, grads, states = self._gather(group)
             if not params:
                 continue
-            if group.get("fused"):
+            # state_dtype (e.g. bfloat16 state) is implemented by the fused module's paths
+            if group.get("fused") or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale)
             else:
                 if grad_scale != 1.0:
@@ -213,6 +214,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             p, saved_group = id_to_param[pid]
             self._check_param_state(pid, p, st, saved_group)
         super().load_state_dict(state_dict)
+        # torch casts floating state to the parameter's dtype; restore a group's state_dtype
+        for group in self.param_groups:
+            _fused.cast_state(self, group)
 
     def _check_param_state(self, pid, p: Tensor, st: dict, group: dict) -> None:
         if not isinstance(st, dict):
