@@ -69,6 +69,7 @@ class Task:
     loss_name: str = "training loss"
     test_metric: str | None = None  # name of the scalar that measures generalization
     log_loss: bool = True
+    stochastic: bool = True  # mini-batches / noise: plots show the EMA-smoothed loss
 
 
 def seeded_generator(seed: int, device: torch.device | str = "cpu", salt: int = 0) -> torch.Generator:

@@ -71,8 +71,8 @@ deep_task = Task(
     variants=("sigmoid", "relu+he", "sigmoid+batchnorm"),
     run=_run,
     steps=150,
-    fast_steps=40,
+    fast_steps=25,
     target={"sigmoid": 0.3, "relu+he": 0.3, "sigmoid+batchnorm": 0.3},
-    optimizers=("sgd", "momentum", "adam"),
+    optimizers=("sgd", "adam"),
     test_metric="test_accuracy",
 )

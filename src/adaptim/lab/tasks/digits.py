@@ -104,12 +104,14 @@ class _SmallCNN(nn.Module):
 
 
 def _run_mlp(variant, make_optimizer, seed, steps, device) -> RunOutput:
-    return fit_classifier(_mlp(seed).to(device), make_optimizer, seed, steps, device)
+    return fit_classifier(_mlp(seed).to(device), make_optimizer, seed, steps, device,
+                          probe_every=max(steps // 20, 1))
 
 
 def _run_cnn(variant, make_optimizer, seed, steps, device) -> RunOutput:
     torch.manual_seed(seed)
-    return fit_classifier(_SmallCNN().to(device), make_optimizer, seed, steps, device)
+    return fit_classifier(_SmallCNN().to(device), make_optimizer, seed, steps, device,
+                          probe_every=max(steps // 20, 1))
 
 
 def _run_small_train(variant, make_optimizer, seed, steps, device) -> RunOutput:
@@ -131,8 +133,8 @@ digits_mlp_task = Task(
                  "validation loss; test accuracy is reported beside the loss."),
     variants=("mlp",),
     run=_run_mlp,
-    steps=300,
-    fast_steps=80,
+    steps=200,
+    fast_steps=30,
     target={"mlp": 0.15},
     test_metric="test_accuracy",
 )
@@ -144,8 +146,8 @@ digits_cnn_task = Task(
                  "max-pool → conv 3×3 (16) → max-pool → linear, mini-batches of 64."),
     variants=("cnn",),
     run=_run_cnn,
-    steps=200,
-    fast_steps=50,
+    steps=150,
+    fast_steps=25,
     target={"cnn": 0.2},
     test_metric="test_accuracy",
 )
@@ -163,7 +165,7 @@ weight_decay_task = Task(
     variants=("small-train",),
     run=_run_small_train,
     steps=200,
-    fast_steps=50,
+    fast_steps=30,
     target={"small-train": 0.05},
     grid_exponents=(0, 1),
     optimizers=("nesterov", "adam", "adamw"),
@@ -171,5 +173,6 @@ weight_decay_task = Task(
                 "adam": {"weight_decay": (1e-4, 1e-3, 1e-2)},
                 "adamw": {"weight_decay": (1e-2, 1e-1, 1.0)}},
     loss_name="training loss (full batch)",
+    stochastic=False,
     test_metric="test_accuracy",
 )

@@ -14,7 +14,7 @@ __all__ = ["online_task"]
 DIM = 10
 BATCH = 8
 NOISE = 0.1
-PERIOD = 400   # steps for the true weight vector to turn a full circle
+PERIOD = 300   # steps for the true weight vector to turn a full circle
 
 
 def _run(variant, make_optimizer, seed, steps, device) -> RunOutput:
@@ -57,8 +57,8 @@ online_task = Task(
                  f"plotted for every optimizer. Noise floor: MSE {NOISE ** 2:.2g}."),
     variants=("drift",),
     run=_run,
-    steps=600,
-    fast_steps=150,
+    steps=400,
+    fast_steps=60,
     target={"drift": 0.1},
     loss_name="prequential MSE",
     # Tracking a moving target needs larger steps than fitting a network.

@@ -47,7 +47,7 @@ class _SequenceRegressor(nn.Module):
         return self.head(out[:, -1])
 
 
-ADDING_LENGTH = 20
+ADDING_LENGTH = 15
 ADDING_HIDDEN = 24
 BATCH = 32
 
@@ -112,10 +112,10 @@ adding_task = Task(
                  "sequences, and the same rate is used for all three cells."),
     variants=("gru", "lstm", "rnn"),
     run=_run_adding,
-    steps=200,
-    fast_steps=50,
+    steps=150,
+    fast_steps=25,
     target={"lstm": 0.05, "gru": 0.05, "rnn": 0.05},
-    optimizers=("sgd", "adagrad", "rmsprop", "adam"),
+    optimizers=("adagrad", "rmsprop", "adam"),
     sweep_on_first_variant=True,
     grid_exponents=(0, 1),
     loss_name="MSE",
@@ -133,8 +133,8 @@ exploding_task = Task(
                  "before clipping and the loss. A non-finite loss ends a run (diverged)."),
     variants=("clipped", "unclipped"),
     run=_run_exploding,
-    steps=150,
-    fast_steps=50,
+    steps=120,
+    fast_steps=25,
     target={"clipped": 0.1, "unclipped": 0.1},
     optimizers=("sgd", "momentum", "adam"),
     sweep_on_first_variant=True,

@@ -93,9 +93,10 @@ surfaces_task = Task(
     variants=("rosenbrock", "beale", "saddle"),
     run=_run,
     steps=300,
-    fast_steps=120,
+    fast_steps=60,
     target={"rosenbrock": 1e-2, "beale": 1e-2, "saddle": 1e-2},
     lr_scale={"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adagrad": 10.0,
               "rmsprop": 10.0, "adam": 10.0, "adamw": 10.0, "adadelta": 10.0},
     loss_name="f − f*",
+    stochastic=False,
 )
