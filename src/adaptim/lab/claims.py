@@ -211,10 +211,10 @@ def _adam_fastest(ix: _Index) -> Verdict:
     n = len(groups)
     speed = HOLDS if fastest >= n / 2 else NOT_HOLD if fastest < n / 4 else MIXED
     stable = HOLDS if stablest >= n / 2 else NOT_HOLD if stablest < n / 4 else MIXED
-    mem = {}
-    for s in ix.by_key.values():
-        mem.setdefault(s.optimizer, []).append(s.state_bytes_per_param)
-    mem = {o: max(v) for o, v in mem.items()}
+    # Memory on the largest model run (per-tensor step counters dominate on the 2-D surfaces).
+    biggest = max(ix.by_key.values(), key=lambda s: s.n_params)
+    mem = {s.optimizer: s.state_bytes_per_param for s in ix.by_key.values()
+           if (s.task, s.variant) == (biggest.task, biggest.variant)}
     cheaper = [o for o in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop") if o in mem]
     memory = (HOLDS if "adam" in mem and cheaper and all(mem["adam"] > mem[o] for o in cheaper)
               else NOT_HOLD if "adam" in mem and cheaper else MIXED)
@@ -222,7 +222,8 @@ def _adam_fastest(ix: _Index) -> Verdict:
         f"fastest to target (then lowest loss) in {fastest} of {n} task/variant groups; "
         f"median rank {statistics.median(ranks):g} of the optimizers run",
         f"lowest relative seed spread in {stablest} of {n} groups",
-        "optimizer state, bytes per parameter: " + ", ".join(f"{o} {v:.3g}" for o, v in mem.items()),
+        f"optimizer state, bytes per parameter ({biggest.task}, {biggest.n_params:,} parameters): "
+        + ", ".join(f"{o} {v:.3g}" for o, v in mem.items()),
     ]
     return Verdict(claim, src, _combine([speed, stable, memory]), evidence, "#overview", sorted({k[0] for k in groups}))
 

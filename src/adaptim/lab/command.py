@@ -4,6 +4,7 @@ the report. Bad input exits with status 2 and one clear line, before any trainin
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -56,6 +57,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=_positive_int("--threads"), default=1, metavar="N",
                         help="torch CPU threads (default 1: fastest for these small models)")
+    parser.add_argument("--jobs", type=_positive_int("--jobs"), default=None, metavar="N",
+                        help="worker processes (default: min(2, CPU cores); 1 on a GPU)")
     parser.add_argument("--fast", action="store_true",
                         help="smoke version: fewer steps, 2 seeds, no sweep (< 20 s)")
     parser.add_argument("--out", default="adaptim-report", metavar="DIR",
@@ -92,8 +95,12 @@ def _config_from(args):
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {args.device}: MPS is not available on this machine")
     seeds = args.seeds or (2 if args.fast else 3)
+    jobs = args.jobs or min(2, os.cpu_count() or 1)
+    if device.type != "cpu":
+        jobs = 1  # one process owns the accelerator
     return SuiteConfig(tasks=tasks, optimizers=optimizers, seeds=seeds, steps=args.steps,
-                       lr=args.lr, fast=args.fast, device=str(device), threads=args.threads)
+                       lr=args.lr, fast=args.fast, device=str(device), threads=args.threads,
+                       jobs=jobs)
 
 
 def cmd_compare(args) -> int:

@@ -38,7 +38,7 @@ def check_writable(out_dir: str | os.PathLike) -> Path:
 def _clean(x):
     """JSON has no NaN/inf: non-finite numbers become null."""
     if isinstance(x, float):
-        return round(x, 7) if math.isfinite(x) else None
+        return float(f"{x:.8g}") if math.isfinite(x) else None  # 8 significant digits
     if isinstance(x, dict):
         return {str(k): _clean(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -139,7 +139,7 @@ def _html(result, summaries, verdicts, figures, command) -> str:
              f"<p class='small'>{e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
              f" · command: <code>{e(command)}</code> · {len(result.records)} of "
              f"{result.planned_runs} runs finished in {result.wall_seconds:.1f} s · device "
-             f"{e(cfg.device)} · {cfg.threads} thread(s) · seeds {cfg.seeds}"
+             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · seeds {cfg.seeds}"
              f"{' · fast (smoke) mode' if cfg.fast else ''}</p>"]
     if result.interrupted:
         parts.append(f"<div class='banner' id='interrupted'><b>Interrupted</b> (Ctrl-C): this "

@@ -75,6 +75,7 @@ class GroupSummary:
     target: float
     state_bytes_per_param: float
     diverged: int
+    n_params: int = 0
     scalars: dict = field(default_factory=dict)      # name -> stats over seeds
     sweep: list[tuple[dict, float]] = field(default_factory=list)  # (hparams, score)
 
@@ -100,7 +101,8 @@ class GroupSummary:
                     seconds_to_target=self.seconds_to_target, reached_target=self.reached,
                     mean_steps_to_target=self.mean_steps_to_target,
                     mean_seconds_to_target=self.mean_seconds_to_target,
-                    state_bytes_per_param=self.state_bytes_per_param, diverged=self.diverged,
+                    state_bytes_per_param=self.state_bytes_per_param, n_params=self.n_params,
+                    diverged=self.diverged,
                     scalars=self.scalars,
                     sweep=[dict(hparams=h, score=s) for h, s in self.sweep])
 
@@ -134,6 +136,7 @@ def summarize(records, tasks) -> list[GroupSummary]:
             steps_to_target=steps_hit, seconds_to_target=secs_hit, target=target,
             state_bytes_per_param=finals[0].output.state_bytes / max(finals[0].output.n_params, 1),
             diverged=sum(r.output.diverged for r in finals),
+            n_params=finals[0].output.n_params,
             scalars={k: _stats([r.output.scalars.get(k, math.nan) for r in finals])
                      for k in scalar_names},
             sweep=[(r.hparams, selection_score(r.output)) for r in sweeps],
