@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from adaptim.registry import list_optimizers
 
@@ -34,14 +35,9 @@ def test_list_shows_optimizers_and_tasks():
 
 @pytest.mark.parametrize("args, must_say", [
     (["--task", "nope"], ["unknown task 'nope'", *list_tasks()]),
-    (["--task", "surface"], ["did you mean 'surfaces'"]),
     (["--optimizers", "adam,adamx"], ["Unknown optimizer 'adamx'", *list_optimizers()]),
     (["--steps", "-5"], ["--steps must be a positive integer, got -5"]),
-    (["--steps", "0"], ["--steps must be a positive integer, got 0"]),
     (["--lr", "-0.1"], ["--lr must be a positive finite number, got -0.1"]),
-    (["--lr", "nan"], ["--lr must be a positive finite number"]),
-    (["--seeds", "0"], ["--seeds must be a positive integer"]),
-    (["--device", "cuda:7"], ["--device"]),
 ])
 def test_bad_input_exits_2_with_a_clear_message(args, must_say, tmp_path):
     proc = _adaptim("compare", "--out", str(tmp_path / "r"), *args)
@@ -49,6 +45,28 @@ def test_bad_input_exits_2_with_a_clear_message(args, must_say, tmp_path):
     assert "Traceback" not in proc.stderr
     for text in must_say:
         assert text in proc.stderr
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("args, must_say", [
+    (["--task", "surface"], "did you mean 'surfaces'"),
+    (["--steps", "0"], "--steps must be a positive integer, got 0"),
+    (["--steps", "ten"], "--steps must be a positive integer, got 'ten'"),
+    (["--lr", "nan"], "--lr must be a positive finite number"),
+    (["--lr", "0"], "--lr must be a positive finite number"),
+    (["--seeds", "0"], "--seeds must be a positive integer"),
+    (["--jobs", "-1"], "--jobs must be a positive integer"),
+    (["--device", "cuda:7" if not torch.cuda.is_available() else "nodevice"], "--device"),
+])
+def test_more_bad_input_in_process(args, must_say, tmp_path, capsys):
+    from adaptim.cli import main
+
+    try:
+        code = main(["compare", "--out", str(tmp_path / "r"), *args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    assert must_say in capsys.readouterr().err
     assert not (tmp_path / "r" / "metrics.json").exists()
 
 
@@ -66,7 +84,7 @@ def test_unwritable_out_fails_before_training(tmp_path):
 def test_ctrl_c_keeps_what_finished(tmp_path):
     out = tmp_path / "partial"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "adaptim", "compare", "--task", "digits-mlp", "--steps", "300",
+        [sys.executable, "-m", "adaptim", "compare", "--task", "digits-mlp", "--steps", "150",
          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     finished = 0
     try:
@@ -86,19 +104,20 @@ def test_ctrl_c_keeps_what_finished(tmp_path):
     assert metrics["interrupted"] is True
     assert 2 <= metrics["finished_runs"] < metrics["planned_runs"] == 40
     assert len(metrics["runs"]) == metrics["finished_runs"]
-    assert all(len(r["curves"]["loss"]) == 300 for r in metrics["runs"])
+    assert all(len(r["curves"]["loss"]) == 150 for r in metrics["runs"])
     html = (out / "report.html").read_text()
     assert "Interrupted" in html and f"{metrics['finished_runs']} runs that finished" in html
 
 
 def test_compare_writes_the_report(tmp_path):
     out = tmp_path / "rep"
-    proc = _adaptim("compare", "--task", "surfaces,online", "--optimizers", "sgd,adam",
+    proc = _adaptim("compare", "--task", "online,digits-mlp", "--optimizers", "sgd,adam",
                     "--steps", "10", "--seeds", "2", "--lr", "0.01", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "Verdicts" in proc.stderr and "report.html" in proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["config"]["lr"] == 0.01 and metrics["config"]["seeds"] == 2
     assert {r["hparams"]["lr"] for r in metrics["runs"]} == {0.01}
-    assert len(metrics["runs"]) == (3 + 1) * 2 * 2
-    assert metrics["command"].startswith("adaptim compare --task surfaces,online")
+    assert len(metrics["runs"]) == 2 * 2 * 2
+    assert all(len(r["curves"]["loss"]) == 10 for r in metrics["runs"])
+    assert metrics["command"].startswith("adaptim compare --task online,digits-mlp")

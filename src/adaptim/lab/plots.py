@@ -65,8 +65,9 @@ def _optimizers(records, task):
 
 
 def _positive(y):
+    """Values a log axis can show: positive and finite (a diverging run's 1e300 is dropped)."""
     y = np.asarray(y, dtype=float)
-    return np.where(y > 0, y, np.nan)
+    return np.where(np.isfinite(y) & (y > 0) & (y < 1e30), y, np.nan)
 
 
 def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = True):
@@ -131,7 +132,7 @@ def sweep_figure(task, records):
             runs = sorted(runs, key=lambda r: r.hparams["lr"])
             lrs = [r.hparams["lr"] for r in runs]
             scores = [selection_score(r.output) for r in runs]
-            scores = [s if math.isfinite(s) else np.nan for s in scores]
+            scores = list(_positive(scores))
             k = styles.setdefault(opt, 0)
             styles[opt] += 1
             label = opt + "".join(f" {name}={val:g}" for name, val in extra)

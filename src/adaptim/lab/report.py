@@ -65,6 +65,14 @@ def _run_dict(i, r) -> dict:
 
 def _figures(result) -> dict[str, list[tuple[str, str, bytes]]]:
     """task name -> [(figure id, caption, png bytes)]."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log axes with all-NaN curves of diverged runs
+        return _make_figures(result)
+
+
+def _make_figures(result):
     records = result.records
     out: dict[str, list] = {}
     for name in result.config.tasks:

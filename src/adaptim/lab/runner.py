@@ -262,11 +262,8 @@ def _run_parallel(config, states, finished, on_run_start, label) -> None:
                 for follow in finished(request, record):
                     submit(follow)
     except BaseException:
-        # Ctrl-C (or a failed run): drop what has not started and stop the workers now.
-        for future in pending:
-            future.cancel()
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C (or a failed run): drop what has not started; the workers ignore SIGINT and
+        # finish their current run (about a second), so they exit cleanly.
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
