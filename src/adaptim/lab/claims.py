@@ -211,8 +211,10 @@ def _adam_fastest(ix: _Index) -> Verdict:
     n = len(groups)
     speed = HOLDS if fastest >= n / 2 else NOT_HOLD if fastest < n / 4 else MIXED
     stable = HOLDS if stablest >= n / 2 else NOT_HOLD if stablest < n / 4 else MIXED
-    # Memory on the largest model run (per-tensor step counters dominate on the 2-D surfaces).
-    biggest = max(ix.by_key.values(), key=lambda s: s.n_params)
+    # Memory on the largest model that ran the most optimizers (per-tensor step counters
+    # dominate on the 2-D surfaces).
+    sizes = {k: len(g) for k, g in ix.groups().items()}
+    biggest = max(ix.by_key.values(), key=lambda s: (sizes[(s.task, s.variant)], s.n_params))
     mem = {s.optimizer: s.state_bytes_per_param for s in ix.by_key.values()
            if (s.task, s.variant) == (biggest.task, biggest.variant)}
     cheaper = [o for o in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop") if o in mem]
@@ -337,11 +339,14 @@ def _typical_uses(ix: _Index) -> list[Verdict]:
                     (scored[o] or {"mean": math.inf})["mean"] > 0.8 * ADDING_BASELINE for o in g):
                 evidence.append(f"{t}·{variant}: no optimizer learned (all ≥ 0.8 × baseline)")
                 continue
-            top = order[: max(len(order) // 2, 1)]
+            # "Among the better": in the better half, or within the seed spread of its last member.
+            last_good = g[order[max(len(order) // 2, 1) - 1]]
             hits = [o for o in ("rmsprop", "adam") if o in g]
-            good = [o for o in hits if o in top]
+            good = [o for o in hits if _compare(g[o], last_good, metric, lower) != "b"]
             parts.append(HOLDS if hits and len(good) == len(hits) else NOT_HOLD if not good else MIXED)
-            evidence.append(f"{t}·{variant}: ranking by {metric} " + " > ".join(order))
+            evidence.append(f"{t}·{variant}: ranking by {metric} " + " > ".join(order)
+                            + f"; within the better half or its seed spread: "
+                            + (", ".join(good) if good else "neither"))
         status = _combine(parts) if parts else MIXED
         out.append(Verdict(claim, src, status, evidence, f"#fig-{task}-loss", [task]))
     out.append(Verdict("Typical uses — speech, deep reinforcement learning (DQN), Transformers, GANs.",

@@ -119,7 +119,8 @@ def sweep_figure(task, records):
         return None
     from adaptim.lab.summary import selection_score
 
-    fig, axes = plt.subplots(1, len(variants), figsize=(5.2 * len(variants), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(4.6 * len(variants) + 2.4, 3.8),
+                             squeeze=False)
     for ax, variant in zip(axes[0], variants):
         lines: dict[tuple, list] = {}
         for r in sweeps:
@@ -146,10 +147,12 @@ def sweep_figure(task, records):
         ax.set_yscale("log")
         ax.set_xlabel("learning rate")
         ax.set_ylabel("sweep score (lower is better)")
-        ax.set_title(f"{task.name} · {variant}: learning-rate sweep (seed 0; ★ chosen)")
+        ax.set_title(f"{task.name} · {variant}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best", ncol=2 if len(lines) > 6 else 1)
-    _layout(fig, top=0.35)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Learning-rate sweep on seed 0 (★ = chosen setting, used for every seed)",
+                 fontsize=10)
+    _layout(fig, top=0.55, right=2.4)
     return fig
 
 
@@ -237,10 +240,12 @@ def layer_norm_figure(task, records):
         ax.set_yscale("log")
         ax.set_xlabel("layer (1 = next to the input)")
         ax.set_ylabel("‖∂L/∂W‖ of the layer")
-        ax.set_title(f"{task.name}: per-layer gradient norm {title} ({opts[0]}, seed 0)")
+        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    _layout(fig, top=0.35)
+    fig.suptitle(f"{task.name}: gradient norm of each layer's weight ({opts[0]}, seed 0)",
+                 fontsize=10)
+    _layout(fig, top=0.6)
     return fig
 
 
