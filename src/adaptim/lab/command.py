@@ -108,6 +108,11 @@ def cmd_compare(args) -> int:
 
     console = Console(stderr=True)
     try:
+        for module, package in (("matplotlib", "matplotlib"), ("sklearn", "scikit-learn")):
+            try:
+                __import__(module)
+            except ImportError:
+                raise UsageError(f"adaptim compare needs {package}: pip install 'adaptim[lab]'") from None
         config = _config_from(args)
         from adaptim.lab.report import check_writable
         try:
@@ -142,7 +147,8 @@ def cmd_compare(args) -> int:
             progress.update(bar, description=label)
 
         def on_done(record, done, total):
-            progress.update(bar, completed=done)
+            progress.update(bar, completed=done,
+                            description="all runs finished" if done == total else None)
         with progress:
             result = run_suite(config, on_run_done=on_done, on_run_start=on_start)
     else:

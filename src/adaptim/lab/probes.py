@@ -23,7 +23,7 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
 def _median(values: list[torch.Tensor]) -> float:
     if not values:
         return math.nan
-    return float(torch.cat([v.reshape(-1).float() for v in values]).median())
+    return float(torch.cat([v.reshape(-1).float().cpu() for v in values]).median())
 
 
 def effective_lr(optimizer: torch.optim.Optimizer) -> float:
