@@ -86,8 +86,9 @@ def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = 
                       for r in runs]
             mean, lo, hi = _band(curves)
             steps = np.arange(1, len(mean) + 1)
-            lr = runs[0].hparams["lr"]
-            label = f"{opt} (lr {lr:.3g})"
+            label = f"{opt} (" + ", ".join(
+                f"{'wd' if k == 'weight_decay' else k} {v:.3g}"
+                for k, v in runs[0].hparams.items()) + ")"
             if task.log_loss:
                 mean, lo, hi = _positive(mean), _positive(lo), _positive(hi)
             ax.plot(steps, mean, color=COLORS.get(opt), label=label, lw=1.6)

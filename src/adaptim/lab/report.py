@@ -188,6 +188,9 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                          "<th>seconds to target</th><th>state B/param</th><th>diverged</th></tr>")
             for s in rows:
                 hp = ", ".join(f"{k}={v:.3g}" for k, v in s.hparams.items())
+                swept = sorted({h["lr"] for h, _ in s.sweep})
+                if len(swept) > 1 and s.hparams["lr"] in (swept[0], swept[-1]):
+                    hp += " (edge of the swept grid)"
                 parts.append(
                     f"<tr><td>{e(s.variant)}</td><td>{e(s.optimizer)}</td><td>{e(hp)}</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
