@@ -57,7 +57,7 @@ def fit_classifier(model, make_optimizer, seed, steps, device, *, batch_size=64,
     optimizer = make_optimizer(params)
     gen = seeded_generator(seed, salt=1)
     full_batch = batch_size >= len(y_tr)
-    val_every = max(steps // 20, 1)
+    val_every = max(steps // 5, 1)  # a full validation pass costs ~6 training steps
     val_steps, val_losses = [], []
 
     def compute_loss(step):

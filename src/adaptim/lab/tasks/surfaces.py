@@ -92,7 +92,7 @@ surfaces_task = Task(
         "SGD family's learning-rate grid is scaled down."),
     variants=("rosenbrock", "beale", "saddle"),
     run=_run,
-    steps=300,
+    steps=250,
     fast_steps=60,
     target={"rosenbrock": 1e-2, "beale": 1e-2, "saddle": 1e-2},
     lr_scale={"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "adagrad": 10.0,
