@@ -11,7 +11,10 @@ import datetime as _dt
 import html
 import json
 import math
+import multiprocessing
 import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from adaptim.lab import plots
@@ -63,48 +66,67 @@ def _run_dict(i, r) -> dict:
     )
 
 
-def _figures(result) -> dict[str, list[tuple[str, str, bytes]]]:
-    """task name -> [(figure id, caption, png bytes)]."""
+_RESULT_FOR_WORKERS = None  # set before forking the figure workers, so nothing is pickled
+
+
+def _figures(result, jobs: int = 1) -> dict[str, list[tuple[str, str, bytes]]]:
+    """task name -> [(figure id, caption, png bytes)]. With ``jobs`` > 1 the tasks' figures
+    are drawn in forked worker processes (drawing is most of the report's time)."""
+    global _RESULT_FOR_WORKERS
+    names = [n for n in result.config.tasks if any(r.task == n for r in result.records)]
+    if jobs > 1 and len(names) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        _RESULT_FOR_WORKERS = result
+        try:
+            with ProcessPoolExecutor(max_workers=jobs,
+                                     mp_context=multiprocessing.get_context("fork")) as pool:
+                return dict(zip(names, pool.map(_task_figures_in_worker, names)))
+        finally:
+            _RESULT_FOR_WORKERS = None
+    return {name: _task_figures(result, name) for name in names}
+
+
+def _task_figures_in_worker(name):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return _task_figures(_RESULT_FOR_WORKERS, name)
+
+
+def _task_figures(result, name):
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # log axes with all-NaN curves of diverged runs
-        return _make_figures(result)
+        return _make_task_figures(result.records, name)
 
 
-def _make_figures(result):
-    records = result.records
-    out: dict[str, list] = {}
-    for name in result.config.tasks:
-        task = TASKS[name]
-        if not any(r.task == name for r in records):
-            continue
-        figs = []
-        if name == "surfaces" and any(r.final and r.task == name for r in records):
-            figs.append((f"fig-{name}-paths", "Trajectories on the contour plots",
-                         plots.to_png(plots.trajectory_figure(task, records, SURFACES))))
-        if any(r.final and r.task == name for r in records):
-            figs.append((f"fig-{name}-loss", f"{task.loss_name} against the step",
-                         plots.to_png(plots.loss_figure(
-                             task, records,
-                             baseline=ADDING_BASELINE if name in ("adding", "exploding") else None))))
-        if name == "online" and any(r.final and r.task == name for r in records):
-            figs.append((f"fig-{name}-efflr", "Effective learning rate",
-                         plots.to_png(plots.effective_lr_figure(task, records, "drift"))))
-        if name == "deep":
-            fig = plots.layer_norm_figure(task, [r for r in records if r.final])
-            if fig is not None:
-                figs.append((f"fig-{name}-layers", "Per-layer gradient norms", plots.to_png(fig)))
-        if name == "exploding":
-            fig = plots.grad_norm_figure(task, [r for r in records if r.final])
-            if fig is not None:
-                figs.append((f"fig-{name}-gradnorm", "Gradient norm, clipped vs unclipped",
-                             plots.to_png(fig)))
-        fig = plots.sweep_figure(task, records)
+def _make_task_figures(records, name):
+    task = TASKS[name]
+    finals = [r for r in records if r.final]
+    has_final = any(r.task == name for r in finals)
+    figs = []
+    if name == "surfaces" and has_final:
+        figs.append((f"fig-{name}-paths", "Trajectories on the contour plots",
+                     plots.to_png(plots.trajectory_figure(task, records, SURFACES))))
+    if has_final:
+        figs.append((f"fig-{name}-loss", f"{task.loss_name} against the step",
+                     plots.to_png(plots.loss_figure(
+                         task, records,
+                         baseline=ADDING_BASELINE if name in ("adding", "exploding") else None))))
+    if name == "online" and has_final:
+        figs.append((f"fig-{name}-efflr", "Effective learning rate",
+                     plots.to_png(plots.effective_lr_figure(task, records, "drift"))))
+    if name == "deep":
+        fig = plots.layer_norm_figure(task, finals)
         if fig is not None:
-            figs.append((f"fig-{name}-sweep", "Learning-rate sweep", plots.to_png(fig)))
-        out[name] = figs
-    return out
+            figs.append((f"fig-{name}-layers", "Per-layer gradient norms", plots.to_png(fig)))
+    if name == "exploding":
+        fig = plots.grad_norm_figure(task, finals)
+        if fig is not None:
+            figs.append((f"fig-{name}-gradnorm", "Gradient norm, clipped vs unclipped",
+                         plots.to_png(fig)))
+    fig = plots.sweep_figure(task, records)
+    if fig is not None:
+        figs.append((f"fig-{name}-sweep", "Learning-rate sweep", plots.to_png(fig)))
+    return figs
 
 
 def _fmt(x, digits=3):
@@ -222,7 +244,7 @@ def write_report(result, out_dir, *, command: str = "adaptim compare") -> dict:
     out = check_writable(out_dir)
     summaries = summarize(result.records, TASKS)
     verdicts = evaluate_claims(summaries, result.records)
-    figures = _figures(result)
+    figures = _figures(result, jobs=getattr(result.config, "jobs", 1))
 
     plot_dir = out / "plots"
     plot_dir.mkdir(exist_ok=True)
