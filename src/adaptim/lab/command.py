@@ -140,14 +140,17 @@ def cmd_compare(args) -> int:
                                    TimeElapsedColumn, TimeRemainingColumn)
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                            TimeRemainingColumn(), console=console, transient=False)
+                            TimeRemainingColumn(), console=console, transient=False,
+                            # No refresh thread: worker processes are forked while the bar is
+                            # shown, and a fork must not copy a lock held by another thread.
+                            auto_refresh=False)
         bar = progress.add_task("runs", total=planned)
 
         def on_start(label):
-            progress.update(bar, description=label)
+            progress.update(bar, description=label, refresh=True)
 
         def on_done(record, done, total):
-            progress.update(bar, completed=done,
+            progress.update(bar, completed=done, refresh=True,
                             description="all runs finished" if done == total else None)
         with progress:
             result = run_suite(config, on_run_done=on_done, on_run_start=on_start)

@@ -253,7 +253,8 @@ def _run_parallel(config, states, finished, on_run_start, label) -> None:
             for request in state.initial():
                 submit(request)
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            # A timeout keeps the main thread waking up, so Ctrl-C is handled promptly.
+            done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
             for future in done:
                 request = pending.pop(future)
                 record = future.result()
@@ -263,7 +264,10 @@ def _run_parallel(config, states, finished, on_run_start, label) -> None:
                     submit(follow)
     except BaseException:
         # Ctrl-C (or a failed run): drop what has not started; the workers ignore SIGINT and
-        # finish their current run (about a second), so they exit cleanly.
+        # finish their current run, which is kept, then exit cleanly.
         pool.shutdown(wait=True, cancel_futures=True)
+        for future, request in pending.items():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                finished(request, future.result())  # its follow-up runs are not started
         raise
     pool.shutdown(wait=True)
