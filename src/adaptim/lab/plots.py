@@ -178,7 +178,8 @@ def trajectory_figure(task, records, surfaces):
             r = runs[0]
             px = [r.output.scalars["start_x"]] + r.output.curves["x"]
             py = [r.output.scalars["start_y"]] + r.output.curves["y"]
-            ax.plot(px, py, color=COLORS.get(opt), lw=1.4, label=f"{opt} (lr {r.hparams['lr']:.3g})")
+            # learning rates differ per surface (see the table), so the shared legend names only
+            ax.plot(px, py, color=COLORS.get(opt), lw=1.4, label=opt)
             ax.plot(px[-1:], py[-1:], "o", color=COLORS.get(opt), ms=4)
         ax.plot([s.start[0]], [s.start[1]], "ks", ms=6, label="start")
         ax.plot([s.minimum[0]], [s.minimum[1]], "k*", ms=12, label="minimum")
@@ -189,7 +190,8 @@ def trajectory_figure(task, records, surfaces):
         ax.set_title(f"{variant}: f = {s.formula}", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     steps = max((r.steps for r in _final_runs(records, task.name)), default=0)
-    fig.suptitle(f"Optimizer trajectories over {steps} steps (seed 0, swept learning rate)",
+    fig.suptitle(f"Optimizer trajectories over {steps} steps (seed 0; each optimizer at its "
+                 "swept learning rate for that surface)",
                  fontsize=10)
     _layout(fig, top=0.6, right=1.9)
     return fig
