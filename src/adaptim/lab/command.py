@@ -173,7 +173,6 @@ def cmd_compare(args) -> int:
         console.print("[red]Interrupted again while writing the report; it may be incomplete.[/red]")
         return 130
     if not args.quiet:
-        from adaptim.lab.claims import evaluate_claims  # noqa: F401  (verdicts already in report)
         import json
         verdicts = json.loads(paths["metrics"].read_text())["verdicts"]
         _print_verdicts(console, verdicts)

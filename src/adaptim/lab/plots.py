@@ -7,7 +7,6 @@ Curves are the mean over seeds with a band from the lowest to the highest seed.
 from __future__ import annotations
 
 import io
-import math
 
 import matplotlib
 
