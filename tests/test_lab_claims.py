@@ -103,3 +103,16 @@ def test_deep_remedy_needs_gradient_ratio_and_loss():
          _summary("deep", "sigmoid+batchnorm", "sgd", loss=2.3, first_to_last_grad_ratio=1e-9)]
     assert _verdict(s, "ReLU with He").status == HOLDS
     assert _verdict(s, "Batch normalization").status == NOT_HOLD
+
+
+def test_typical_use_counts_a_tie_with_the_better_half():
+    opts = {"nesterov": 0.97, "momentum": 0.96, "adam": 0.955, "rmsprop": 0.90, "sgd": 0.85,
+            "adagrad": 0.84}
+    cnn = [_summary("digits-cnn", "cnn", o, test_accuracy=(acc, 0.004)) for o, acc in opts.items()]
+    v = _verdict(cnn, "Typical use — CNNs")
+    # Adam is within the seed spread of the better half's last member, RMSProp is not.
+    assert v.status == MIXED
+    assert v.evidence[0].endswith("within the better half or its seed spread: adam")
+    opts["rmsprop"] = 0.99
+    cnn = [_summary("digits-cnn", "cnn", o, test_accuracy=(acc, 0.004)) for o, acc in opts.items()]
+    assert _verdict(cnn, "Typical use — CNNs").status == HOLDS
