@@ -17,7 +17,7 @@ $(BIN)/adaptim: pyproject.toml
 venv: $(BIN)/adaptim
 
 demo: venv
-	$(BIN)/adaptim list
+	$(BIN)/adaptim compare
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,297 @@
+"""Writes the results of a suite: ``report.html`` (self-contained: figures embedded as base64
+PNG, no network needed), ``metrics.json`` (config, verdicts, summaries and every run's curves),
+``runs.csv`` (one row per run), ``curves.csv`` (long format: run, curve, step, value) and
+``plots/*.png`` (the same figures as files)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import json
+import math
+import multiprocessing
+import os
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from adaptim.lab import plots
+from adaptim.lab.claims import HOLDS, MIXED, NOT_HOLD, evaluate_claims
+from adaptim.lab.summary import final_loss, steps_to_target, summarize
+from adaptim.lab.tasks import TASKS
+from adaptim.lab.tasks.recurrent import ADDING_BASELINE
+from adaptim.lab.tasks.surfaces import SURFACES
+
+__all__ = ["write_report", "check_writable"]
+
+
+def check_writable(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and prove a file can be written there; OSError otherwise.
+    Called before any training so a bad ``--out`` fails in a second, not after the suite."""
+    path = Path(out_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / ".adaptim-write-test"
+    probe.write_text("ok")
+    probe.unlink()
+    return path
+
+
+def _clean(x):
+    """JSON has no NaN/inf: non-finite numbers become null."""
+    if isinstance(x, float):
+        return float(f"{x:.8g}") if math.isfinite(x) else None  # 8 significant digits
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def _run_dict(i, r) -> dict:
+    curve = r.output.curves["loss"]
+    target = TASKS[r.task].target[r.variant]
+    hit = steps_to_target(curve, target)
+    return dict(
+        run_id=i, task=r.task, variant=r.variant, optimizer=r.optimizer, hparams=r.hparams,
+        seed=r.seed, steps=r.steps, sweep=r.sweep, final=r.final,
+        wall_seconds=r.wall_seconds, diverged=r.output.diverged,
+        final_loss=final_loss(curve), target_loss=target, steps_to_target=hit,
+        seconds_to_target=r.output.seconds[hit - 1] if hit else None,
+        state_bytes=r.output.state_bytes, n_params=r.output.n_params,
+        state_bytes_per_param=r.output.state_bytes / max(r.output.n_params, 1),
+        scalars=r.output.scalars, curves=r.output.curves,
+        sparse={k: {"steps": s, "values": v} for k, (s, v) in r.output.sparse.items()},
+    )
+
+
+_RESULT_FOR_WORKERS = None  # set before forking the figure workers, so nothing is pickled
+
+
+def _figures(result, jobs: int = 1) -> dict[str, list[tuple[str, str, bytes]]]:
+    """task name -> [(figure id, caption, png bytes)]. With ``jobs`` > 1 the tasks' figures
+    are drawn in forked worker processes (drawing is most of the report's time)."""
+    global _RESULT_FOR_WORKERS
+    names = [n for n in result.config.tasks if any(r.task == n for r in result.records)]
+    if jobs > 1 and len(names) > 1 and "fork" in multiprocessing.get_all_start_methods():
+        _RESULT_FOR_WORKERS = result
+        try:
+            with ProcessPoolExecutor(max_workers=jobs,
+                                     mp_context=multiprocessing.get_context("fork")) as pool:
+                return dict(zip(names, pool.map(_task_figures_in_worker, names)))
+        finally:
+            _RESULT_FOR_WORKERS = None
+    return {name: _task_figures(result, name) for name in names}
+
+
+def _task_figures_in_worker(name):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return _task_figures(_RESULT_FOR_WORKERS, name)
+
+
+def _task_figures(result, name):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log axes with all-NaN curves of diverged runs
+        return _make_task_figures(result.records, name)
+
+
+def _make_task_figures(records, name):
+    task = TASKS[name]
+    finals = [r for r in records if r.final]
+    has_final = any(r.task == name for r in finals)
+    figs = []
+    if name == "surfaces" and has_final:
+        figs.append((f"fig-{name}-paths", "Trajectories on the contour plots",
+                     plots.to_png(plots.trajectory_figure(task, records, SURFACES))))
+    if has_final:
+        figs.append((f"fig-{name}-loss", f"{task.loss_name} against the step",
+                     plots.to_png(plots.loss_figure(
+                         task, records,
+                         baseline=ADDING_BASELINE if name in ("adding", "exploding") else None))))
+    if name == "online" and has_final:
+        figs.append((f"fig-{name}-efflr", "Effective learning rate",
+                     plots.to_png(plots.effective_lr_figure(task, records, "drift"))))
+    if name == "deep":
+        fig = plots.layer_norm_figure(task, finals)
+        if fig is not None:
+            figs.append((f"fig-{name}-layers", "Per-layer gradient norms", plots.to_png(fig)))
+    if name == "exploding":
+        fig = plots.grad_norm_figure(task, finals)
+        if fig is not None:
+            figs.append((f"fig-{name}-gradnorm", "Gradient norm, clipped vs unclipped",
+                         plots.to_png(fig)))
+    fig = plots.sweep_figure(task, records)
+    if fig is not None:
+        figs.append((f"fig-{name}-sweep", "Learning-rate sweep", plots.to_png(fig)))
+    return figs
+
+
+def _fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
+
+
+def _stat_cell(st, digits=3):
+    if not st or not st.get("n"):
+        return "diverged"
+    return f"{st['mean']:.{digits}g} ± {st['std']:.2g}"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1250px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:0.6em 0 1.2em;font-size:0.88em}
+th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top;text-align:left}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.holds{background:#d8f0d8}.doesnothold{background:#f6d5d5}.mixed{background:#fbefc8}
+.untested{background:#eee;color:#555}
+.banner{background:#fbefc8;border:1px solid #d9b84a;padding:0.6em 1em;margin:1em 0}
+figure{margin:0.8em 0 1.6em} figure img{max-width:100%;border:1px solid #ddd}
+figcaption{font-size:0.85em;color:#555} code{background:#f4f4f4;padding:0 3px}
+ul.ev{margin:0;padding-left:1.1em} .small{font-size:0.85em;color:#555}
+"""
+
+
+def _status_class(status):
+    return {HOLDS: "holds", NOT_HOLD: "doesnothold", MIXED: "mixed"}.get(status, "untested")
+
+
+def _html(result, summaries, verdicts, figures, command) -> str:
+    e = html.escape
+    cfg = result.config
+    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+             "<title>adaptim compare — report</title>", f"<style>{_CSS}</style></head><body>",
+             "<h1>adaptim compare</h1>",
+             f"<p class='small'>{e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
+             f" · command: <code>{e(command)}</code> · {len(result.records)} of "
+             f"{result.planned_runs} runs finished in {result.wall_seconds:.1f} s · device "
+             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · seeds {cfg.seeds}"
+             f"{' · fast (smoke) mode' if cfg.fast else ''}</p>"]
+    if result.interrupted:
+        parts.append(f"<div class='banner' id='interrupted'><b>Interrupted</b> (Ctrl-C): this "
+                     f"report shows the {len(result.records)} runs that finished out of "
+                     f"{result.planned_runs} planned.</div>")
+    parts.append("<h2 id='verdicts'>Verdicts on the claims</h2>"
+                 "<p class='small'>Computed from the runs below, never written by hand. "
+                 "Comparisons count a difference smaller than the two seed standard deviations "
+                 "together as a tie. “holds / does not hold / mixed” is about <i>this</i> suite "
+                 "on these small problems, not a general truth.</p>")
+    parts.append("<table><tr><th>claim</th><th>verdict</th><th>deciding numbers</th>"
+                 "<th>plot</th></tr>")
+    for v in verdicts:
+        link = f"<a href='{e(v.link)}'>see plot</a>" if v.link else "–"
+        ev = "".join(f"<li>{e(x)}</li>" for x in v.evidence)
+        parts.append(f"<tr><td>{e(v.claim)}<div class='small'>{e(v.source)}</div></td>"
+                     f"<td class='{_status_class(v.status)}'><b>{e(v.status)}</b></td>"
+                     f"<td><ul class='ev'>{ev}</ul></td><td>{link}</td></tr>")
+    parts.append("</table>")
+
+    parts.append("<h2 id='overview'>Overview</h2><p class='small'>Per task and variant: each "
+                 "optimizer's chosen learning rate, final loss (mean ± std over seeds), seeds "
+                 "that reached the target loss and mean steps / seconds to reach it, optimizer "
+                 "state in bytes per parameter (measured from <code>optimizer.state</code>).</p>")
+    parts.append("<p>Tasks: " + " · ".join(f"<a href='#task-{e(n)}'>{e(n)}</a>"
+                                           for n in figures) + "</p>")
+    for name, figs in figures.items():
+        task = TASKS[name]
+        parts.append(f"<h2 id='task-{e(name)}'>{e(name)}: {e(task.summary)}</h2>"
+                     f"<p>{e(task.description)}</p>")
+        rows = [s for s in summaries if s.task == name]
+        if rows:
+            metric = task.test_metric
+            parts.append("<table><tr><th>variant</th><th>optimizer</th><th>hyperparameters</th>"
+                         f"<th>final {e(task.loss_name)}</th>"
+                         + (f"<th>{e(metric)}</th>" if metric else "")
+                         + "<th>target</th><th>reached</th><th>steps to target</th>"
+                         "<th>seconds to target</th><th>state B/param</th><th>diverged</th></tr>")
+            for s in rows:
+                hp = ", ".join(f"{k}={v:.3g}" for k, v in s.hparams.items())
+                swept = sorted({h["lr"] for h, _ in s.sweep})
+                if len(swept) > 1 and s.hparams["lr"] in (swept[0], swept[-1]):
+                    hp += " (edge of the swept grid)"
+                parts.append(
+                    f"<tr><td>{e(s.variant)}</td><td>{e(s.optimizer)}</td><td>{e(hp)}</td>"
+                    f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
+                    + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>" if metric else "")
+                    + f"<td class='num'>{_fmt(s.target)}</td>"
+                    f"<td class='num'>{s.reached}/{len(s.seeds)}</td>"
+                    f"<td class='num'>{_fmt(s.mean_steps_to_target, 4)}</td>"
+                    f"<td class='num'>{_fmt(s.mean_seconds_to_target)}</td>"
+                    f"<td class='num'>{s.state_bytes_per_param:.3g}</td>"
+                    f"<td class='num'>{s.diverged}</td></tr>")
+            parts.append("</table>")
+        else:
+            parts.append("<p class='small'>No run of this task finished its sweep.</p>")
+        for fig_id, caption, png in figs:
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(f"<figure id='{e(fig_id)}'><img alt='{e(caption)}' "
+                         f"src='data:image/png;base64,{data}'><figcaption>{e(caption)}"
+                         "</figcaption></figure>")
+    parts.append("<p class='small'>Data: <code>metrics.json</code> (every run's curves, summaries,"
+                 " verdicts), <code>runs.csv</code>, <code>curves.csv</code>, "
+                 "<code>plots/</code>. Same command and seeds give the same numbers on the same "
+                 "machine and device.</p></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(result, out_dir, *, command: str = "adaptim compare") -> dict:
+    """Write every output file for ``result`` into ``out_dir``; returns the paths written.
+    Works on a partial (interrupted) result: it reports what finished."""
+    out = check_writable(out_dir)
+    summaries = summarize(result.records, TASKS)
+    verdicts = evaluate_claims(summaries, result.records)
+    figures = _figures(result, jobs=getattr(result.config, "jobs", 1))
+
+    plot_dir = out / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    for figs in figures.values():
+        for fig_id, _, png in figs:
+            (plot_dir / f"{fig_id.removeprefix('fig-')}.png").write_bytes(png)
+
+    runs = [_run_dict(i, r) for i, r in enumerate(result.records)]
+    import adaptim
+
+    metrics = dict(
+        adaptim_version=adaptim.__version__, command=command, config=result.config.to_dict(),
+        interrupted=result.interrupted, planned_runs=result.planned_runs,
+        finished_runs=len(result.records), wall_seconds=result.wall_seconds,
+        verdicts=[v.to_dict() for v in verdicts],
+        summaries=[s.to_dict() for s in summaries], runs=runs,
+        notes=dict(nan="non-finite numbers are written as null",
+                   final_loss="mean of the last 10% of the loss curve",
+                   steps_to_target="first step at which the EMA(0.9)-smoothed loss <= target"),
+    )
+    (out / "metrics.json").write_text(json.dumps(_clean(metrics), indent=1))
+
+    columns = ["run_id", "task", "variant", "optimizer", "lr", "weight_decay", "seed", "steps",
+               "sweep", "final", "diverged", "final_loss", "target_loss", "steps_to_target",
+               "seconds_to_target", "state_bytes_per_param", "test_accuracy", "test_loss",
+               "wall_seconds"]
+    with open(out / "runs.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for run in runs:
+            row = dict(run, lr=run["hparams"]["lr"],
+                       weight_decay=run["hparams"].get("weight_decay", ""),
+                       test_accuracy=run["scalars"].get("test_accuracy", ""),
+                       test_loss=run["scalars"].get("test_loss", ""))
+            w.writerow(["" if row[c] is None else row[c] for c in columns])
+    with open(out / "curves.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["run_id", "curve", "step", "value"])
+        for run in runs:
+            for name, values in run["curves"].items():
+                for step, value in enumerate(values, start=1):
+                    w.writerow([run["run_id"], name, step, f"{value:.7g}"])
+            for name, sp in run["sparse"].items():
+                for step, value in zip(sp["steps"], sp["values"]):
+                    w.writerow([run["run_id"], name, step, f"{value:.7g}"])
+
+    (out / "report.html").write_text(_html(result, summaries, verdicts, figures, command),
+                                     encoding="utf-8")
+    return dict(report=out / "report.html", metrics=out / "metrics.json", runs=out / "runs.csv",
+                curves=out / "curves.csv", plots=plot_dir)

@@ -1,0 +1,32 @@
+"""The lab's experiments, by name (``adaptim list`` prints them, ``--task NAME`` picks them)."""
+
+from __future__ import annotations
+
+import difflib
+
+from adaptim.lab.tasks._base import RunOutput, Task
+from adaptim.lab.tasks.deep import deep_task
+from adaptim.lab.tasks.digits import digits_cnn_task, digits_mlp_task, weight_decay_task
+from adaptim.lab.tasks.online import online_task
+from adaptim.lab.tasks.recurrent import adding_task, exploding_task
+from adaptim.lab.tasks.surfaces import surfaces_task
+
+__all__ = ["TASKS", "Task", "RunOutput", "get_task", "list_tasks"]
+
+TASKS: dict[str, Task] = {t.name: t for t in [
+    surfaces_task, digits_mlp_task, digits_cnn_task, adding_task, online_task, deep_task,
+    exploding_task, weight_decay_task,
+]}
+
+
+def list_tasks() -> list[str]:
+    return list(TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; ValueError listing the valid names if unknown."""
+    if name not in TASKS:
+        hint = difflib.get_close_matches(str(name), TASKS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"unknown task {name!r}{extra}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name]

@@ -1,0 +1,141 @@
+"""What every lab task shares: the task description, the output of one run and the training loop."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from adaptim.lab.probes import effective_lr, state_bytes
+
+__all__ = ["Task", "RunOutput", "train", "seeded_generator"]
+
+
+@dataclass
+class RunOutput:
+    """Everything one training run produced.
+
+    ``curves`` maps a name to per-step values (``loss`` always, one value per step);
+    ``sparse`` maps a name to ``(steps, values)`` recorded every few steps (validation loss,
+    effective learning rate, per-layer gradient norms); ``scalars`` holds end-of-run numbers
+    (``test_accuracy``, ``selection_loss``, ...).
+    """
+
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    sparse: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    scalars: dict[str, float] = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)  # wall time after each step
+    state_bytes: int = 0
+    n_params: int = 0
+    diverged: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One experiment of the suite.
+
+    - ``variants``: the things compared besides the optimizer (surfaces, cells, activations,
+      clipping on/off); every optimizer runs on every variant.
+    - ``optimizers``: the registry names this task runs (``None``: all of them).
+    - ``lr_scale``: multiplies every optimizer's centre learning rate (see :mod:`adaptim.lab.sweep`)
+      for tasks whose gradients are much larger or smaller than a small network's.
+    - ``sweep_on_first_variant``: sweep only on ``variants[0]`` and reuse the chosen
+      hyperparameters for the others (the exploding-RNN task sweeps with clipping on, so that
+      clipping off is shown at the learning rate that works with clipping).
+    - ``target``: the loss a run must reach for the time-to-target numbers (AlgoPerf style),
+      per variant.
+    - ``extra_grid``: further hyperparameters swept with the learning rate (weight decay).
+    - ``grid_exponents``: this task's learning-rate grid (half-decades around the centre), where
+      the default three-point grid would cost too much.
+    """
+
+    name: str
+    summary: str
+    description: str
+    variants: tuple[str, ...]
+    run: Callable[..., RunOutput]
+    steps: int
+    fast_steps: int
+    target: dict[str, float]
+    optimizers: tuple[str, ...] | None = None
+    lr_scale: dict[str, float] = field(default_factory=dict)
+    sweep_on_first_variant: bool = False
+    extra_grid: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    grid_exponents: tuple[int, ...] | None = None  # None: adaptim.lab.sweep.GRID_EXPONENTS
+    loss_name: str = "training loss"
+    test_metric: str | None = None  # name of the scalar that measures generalization
+    log_loss: bool = True
+    stochastic: bool = True  # mini-batches / noise: plots show the EMA-smoothed loss
+
+
+def seeded_generator(seed: int, device: torch.device | str = "cpu", salt: int = 0) -> torch.Generator:
+    """A private random stream for data, so that runs of different optimizers see the same data."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(1_000_003 * seed + salt)
+    return gen
+
+
+def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
+          compute_loss: Callable[[int], Tensor], steps: int, *,
+          clip_norm: float | None = None,
+          probe_every: int = 0,
+          probes: dict[str, Callable[[], float]] | None = None,
+          after_backward: Callable[[int], None] | None = None,
+          record_grad_norm: bool = False) -> RunOutput:
+    """The loop every task uses: ``loss = compute_loss(step)``, backward, optional clipping
+    (``torch.nn.utils.clip_grad_norm_``), ``optimizer.step()``.
+
+    Records the loss every step and the wall time; stops early when the loss becomes
+    non-finite (``diverged``; the rest of the curve is NaN). ``probes`` are read every
+    ``probe_every`` steps after the update (e.g. the effective learning rate); the learning
+    rate probe ``effective_lr`` is added automatically when ``probe_every`` > 0.
+    """
+    out = RunOutput(n_params=sum(p.numel() for p in params))
+    losses: list[float] = []
+    grad_norms: list[float] = []
+    probes = dict(probes or {})
+    if probe_every:
+        probes.setdefault("effective_lr", lambda: effective_lr(optimizer))
+    probe_steps: list[int] = []
+    probe_values: dict[str, list[float]] = {k: [] for k in probes}
+    start = time.perf_counter()
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = compute_loss(step)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            out.diverged = True
+            losses.extend([math.nan] * (steps - step))
+            grad_norms.extend([math.nan] * (steps - step))
+            out.seconds.extend([out.seconds[-1] if out.seconds else 0.0] * (steps - step))
+            break
+        loss.backward()
+        if after_backward is not None:
+            after_backward(step)
+        if clip_norm is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        elif record_grad_norm:
+            norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]))
+        else:
+            norm = None
+        if norm is not None:
+            grad_norms.append(float(norm))
+        optimizer.step()
+        losses.append(value)
+        out.seconds.append(time.perf_counter() - start)
+        if probe_every and (step % probe_every == 0 or step == steps - 1):
+            probe_steps.append(step)
+            for key, probe in probes.items():
+                probe_values[key].append(float(probe()))
+    out.curves["loss"] = losses
+    if grad_norms:
+        out.curves["grad_norm"] = grad_norms
+    for key, values in probe_values.items():
+        out.sparse[key] = (list(probe_steps), values)
+    out.state_bytes = state_bytes(optimizer)
+    return out

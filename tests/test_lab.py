@@ -1,0 +1,239 @@
+"""The lab end to end in a tiny configuration: every task runs, the report and metrics hold the
+numbers they should, the sweep picks its best point, reruns are identical."""
+
+from __future__ import annotations
+
+import csv
+import json
+from html import escape as html_escape
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("sklearn")
+
+from adaptim.lab.report import write_report  # noqa: E402
+from adaptim.lab.runner import SuiteConfig, plan_runs, run_suite  # noqa: E402
+from adaptim.lab.summary import final_loss, selection_score, smoothed, steps_to_target  # noqa: E402
+from adaptim.lab.tasks import TASKS  # noqa: E402
+from adaptim.lab.tasks.deep import DEPTH  # noqa: E402
+from adaptim.registry import list_optimizers  # noqa: E402
+
+STEPS = 6
+SEEDS = 2
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Every task, every optimizer, 6 steps, 2 seeds, no sweep (fast grid)."""
+    config = SuiteConfig(steps=STEPS, seeds=SEEDS, fast=True)
+    result = run_suite(config)
+    out = tmp_path_factory.mktemp("report")
+    write_report(result, out, command="adaptim compare --steps 6 --seeds 2 --fast")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return result, out, metrics
+
+
+def test_every_task_and_optimizer_ran(tiny):
+    result, _, metrics = tiny
+    assert not result.interrupted
+    assert metrics["finished_runs"] == metrics["planned_runs"] == len(result.records)
+    expected = sum(len(t.variants) * len(t.optimizers or list_optimizers()) * SEEDS
+                   for t in TASKS.values())
+    assert len(result.records) == expected
+    assert {r["task"] for r in metrics["runs"]} == set(TASKS)
+    assert {r["optimizer"] for r in metrics["runs"]} == set(list_optimizers())
+    for run in metrics["runs"]:
+        assert run["steps"] == STEPS
+        assert len(run["curves"]["loss"]) == STEPS
+        assert run["final"] and not run["sweep"]
+        first = run["curves"]["loss"][0]
+        assert first is not None and first > 0 or run["task"] == "surfaces"
+
+
+def test_metrics_numbers_match_the_curves(tiny):
+    _, _, metrics = tiny
+    for run in metrics["runs"]:
+        loss = [math.nan if v is None else v for v in run["curves"]["loss"]]
+        fl = final_loss(loss)
+        if run["final_loss"] is None:
+            assert run["diverged"] or math.isnan(fl)
+        else:
+            assert run["final_loss"] == pytest.approx(fl, rel=1e-6, abs=1e-9)
+        assert run["steps_to_target"] == steps_to_target(loss, run["target_loss"])
+
+
+def test_optimizer_state_memory_is_measured(tiny):
+    _, _, metrics = tiny
+    per_opt = {}
+    for run in metrics["runs"]:
+        if run["task"] == "digits-mlp":
+            per_opt[run["optimizer"]] = run
+    # 64-64-10 MLP: 4 tensors, 4810 float32 parameters. State = per-parameter buffers plus a
+    # 4-byte step counter per tensor where the optimizer keeps one (SGD does not).
+    n = 64 * 64 + 64 + 64 * 10 + 10
+    assert per_opt["sgd"]["n_params"] == n
+    assert per_opt["sgd"]["state_bytes"] == 0
+    assert per_opt["momentum"]["state_bytes"] == 4 * n
+    assert per_opt["adagrad"]["state_bytes"] == 4 * n + 4 * 4
+    assert per_opt["rmsprop"]["state_bytes"] == 4 * n + 4 * 4
+    assert per_opt["adam"]["state_bytes"] == 8 * n + 4 * 4
+    assert per_opt["adadelta"]["state_bytes"] == 8 * n + 4 * 4
+    summaries = {(s["task"], s["optimizer"]): s for s in metrics["summaries"]}
+    assert summaries[("digits-mlp", "adam")]["state_bytes_per_param"] == pytest.approx(8 + 16 / n)
+
+
+def test_summaries_have_mean_and_spread_over_seeds(tiny):
+    result, _, metrics = tiny
+    for s in metrics["summaries"]:
+        assert s["seeds"] == list(range(SEEDS))
+        runs = [r for r in metrics["runs"] if (r["task"], r["variant"], r["optimizer"])
+                == (s["task"], s["variant"], s["optimizer"]) and r["final"]]
+        finals = [r["final_loss"] for r in runs if r["final_loss"] is not None]
+        if len(finals) == 2:
+            assert s["final_loss"]["mean"] == pytest.approx(sum(finals) / 2, rel=1e-6)
+            assert s["final_loss"]["std"] == pytest.approx(abs(finals[0] - finals[1]) / math.sqrt(2),
+                                                           rel=1e-3, abs=1e-9)
+            assert s["final_loss"]["min"] == pytest.approx(min(finals), rel=1e-6)
+
+
+def test_task_specific_measurements(tiny):
+    _, _, metrics = tiny
+    runs = metrics["runs"]
+    surf = [r for r in runs if r["task"] == "surfaces"]
+    assert all(len(r["curves"]["x"]) == STEPS == len(r["curves"]["y"]) for r in surf)
+    seed0 = next(r for r in surf if r["variant"] == "rosenbrock" and r["seed"] == 0)
+    assert (seed0["scalars"]["start_x"], seed0["scalars"]["start_y"]) == (-1.2, 1.0)
+    deep = [r for r in runs if r["task"] == "deep"]
+    for r in deep:
+        layers = [k for k in r["sparse"] if k.startswith("grad_norm/layer")]
+        assert len(layers) == DEPTH + 1
+    sig = next(r for r in deep if r["variant"] == "sigmoid" and r["seed"] == 0)
+    relu = next(r for r in deep if r["variant"] == "relu+he" and r["seed"] == 0)
+    # The textbook picture: through 10 sigmoid layers the first layer's gradient is tiny.
+    assert sig["scalars"]["first_to_last_grad_ratio"] < 1e-3
+    assert relu["scalars"]["first_to_last_grad_ratio"] > 0.1
+    exploding = [r for r in runs if r["task"] == "exploding"]
+    for r in exploding:
+        assert len(r["curves"]["grad_norm"]) == STEPS
+    online = [r for r in runs if r["task"] == "online"]
+    assert all(len(r["sparse"]["effective_lr"]["values"]) >= 2 for r in online)
+    sgd = next(r for r in online if r["optimizer"] == "sgd")
+    assert sgd["sparse"]["effective_lr"]["values"][0] == pytest.approx(sgd["hparams"]["lr"])
+    wd = [r for r in runs if r["task"] == "weight-decay"]
+    assert {r["optimizer"] for r in wd} == {"nesterov", "adam", "adamw"}
+    assert all("weight_decay" in r["hparams"] for r in wd)
+    for r in runs:
+        if r["task"] in ("digits-mlp", "digits-cnn", "weight-decay", "deep"):
+            assert 0.0 <= r["scalars"]["test_accuracy"] <= 1.0
+
+
+def test_report_html_and_csv(tiny):
+    result, out, metrics = tiny
+    html = (out / "report.html").read_text()
+    assert html.index("Verdicts on the claims") < html.index("id='overview'")
+    for name in TASKS:
+        assert f"id='task-{name}'" in html
+    for fig in ("fig-surfaces-paths", "fig-deep-layers", "fig-exploding-gradnorm",
+                "fig-online-efflr", "fig-adding-loss"):
+        assert f"id='{fig}'" in html
+    assert html.count("data:image/png;base64,") >= 12
+    assert "http://" not in html and "https://" not in html  # opens offline
+    for v in metrics["verdicts"]:
+        assert v["status"] in ("holds", "does not hold", "mixed", "not tested in this run",
+                               "not tested by this suite")
+        assert html_escape(v["claim"]) in html
+        if v["link"]:
+            assert v["link"].startswith("#") and f"id='{v['link'][1:]}'" in html
+    with open(out / "runs.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(metrics["runs"])
+    assert {r["task"] for r in rows} == set(TASKS)
+    assert all(r["lr"] for r in rows)
+    with open(out / "curves.csv") as fh:
+        header = fh.readline().strip()
+        first = fh.readline().strip().split(",")
+    assert header == "run_id,curve,step,value" and first[1] == "loss" and first[2] == "1"
+    assert sorted(p.name for p in (out / "plots").iterdir())[:2] == ["adding-loss.png",
+                                                                      "deep-layers.png"]
+
+
+def test_every_mission_claim_gets_a_row(tiny):
+    _, _, metrics = tiny
+    claims = " ".join(v["claim"] for v in metrics["verdicts"])
+    for words in ("AdaGrad's effective learning rate", "RMSProp performs well on RNNs",
+                  "Adam converges fastest", "Momentum is faster", "AdamW generalizes",
+                  "Nesterov momentum often generalizes", "Typical use", "clipping",
+                  "batch normalization".capitalize(), "LSTM and GRU"):
+        assert words in claims
+    untestable = [v for v in metrics["verdicts"] if v["status"] == "not tested by this suite"]
+    assert any("Transformers" in v["claim"] for v in untestable)
+
+
+def test_sweep_picks_the_best_setting(tmp_path):
+    config = SuiteConfig(tasks=["surfaces"], optimizers=["adam", "sgd"], steps=15, seeds=2)
+    groups = plan_runs(config)
+    assert [len(g.grid) for g in groups] == [3, 3]
+    result = run_suite(config)
+    assert len(result.records) == result.planned_runs == 2 * 3 * (3 + 1)
+    for variant in TASKS["surfaces"].variants:
+        for opt in ("adam", "sgd"):
+            sweep = [r for r in result.records
+                     if r.sweep and r.variant == variant and r.optimizer == opt]
+            assert len(sweep) == 3
+            assert len({r.hparams["lr"] for r in sweep}) == 3
+            best = min(sweep, key=lambda r: selection_score(r.output))
+            assert best.final and sum(r.final for r in sweep) == 1
+            finals = [r for r in result.records if r.final and r.variant == variant
+                      and r.optimizer == opt]
+            assert sorted(r.seed for r in finals) == [0, 1]
+            assert {r.hparams["lr"] for r in finals} == {best.hparams["lr"]}
+
+
+def test_shared_sweep_reuses_the_first_variants_rate():
+    config = SuiteConfig(tasks=["exploding"], optimizers=["sgd"], steps=5, seeds=2)
+    result = run_suite(config)
+    sweeps = [r for r in result.records if r.sweep]
+    assert {r.variant for r in sweeps} == {"clipped"}
+    rates = {r.variant: r.hparams["lr"] for r in result.records if r.final}
+    assert rates["clipped"] == rates["unclipped"]
+
+
+def test_same_seed_same_numbers_and_other_seed_differs():
+    config = SuiteConfig(tasks=["digits-mlp", "adding"], optimizers=["adam", "rmsprop"],
+                         steps=8, seeds=1, lr=0.01)
+    a = run_suite(config)
+    b = run_suite(config)
+    assert len(a.records) == len(b.records) == 1 * 2 + 3 * 2
+    for ra, rb in zip(a.records, b.records):
+        assert ra.output.curves["loss"] == rb.output.curves["loss"]
+        assert ra.output.scalars == rb.output.scalars
+    shifted = run_suite(SuiteConfig(tasks=["digits-mlp"], optimizers=["adam"], steps=8, seeds=2,
+                                    lr=0.01))
+    assert shifted.records[0].output.curves["loss"] == a.records[0].output.curves["loss"]
+    assert shifted.records[1].output.curves["loss"] != a.records[0].output.curves["loss"]
+
+
+def test_summary_helpers():
+    assert final_loss([5.0] * 9 + [1.0]) == 1.0
+    assert final_loss(list(range(20, 0, -1))) == pytest.approx(1.5)
+    assert math.isnan(final_loss([1.0, math.nan]))
+    assert smoothed([2.0, 2.0, 2.0]) == pytest.approx([2.0, 2.0, 2.0])
+    # bias-corrected EMA(0.9): after 5 ones and k zeros it is 0.9^k (1 − 0.9^5) / (1 − 0.9^(5+k)),
+    # 0.57 at k = 3 and 0.44 at k = 4
+    assert steps_to_target([1.0] * 5 + [0.0] * 50, 0.5) == 5 + 4
+    assert steps_to_target([1.0] * 10, 0.5) is None
+
+
+def test_worker_processes_give_the_same_numbers_as_one_process():
+    base = dict(tasks=["surfaces", "exploding"], optimizers=["sgd", "adam"], steps=6, seeds=2)
+    serial = run_suite(SuiteConfig(**base, jobs=1))
+    parallel = run_suite(SuiteConfig(**base, jobs=2))
+    assert len(serial.records) == len(parallel.records) == serial.planned_runs
+    for a, b in zip(serial.records, parallel.records):
+        assert (a.task, a.variant, a.optimizer, a.seed, a.sweep, a.final, a.hparams) == \
+            (b.task, b.variant, b.optimizer, b.seed, b.sweep, b.final, b.hparams)
+        # bit-identical, NaN after a divergence included
+        assert np.array_equal(a.output.curves["loss"], b.output.curves["loss"], equal_nan=True)
