@@ -12,7 +12,8 @@ is split into its ``l0, l1, ...`` layers), every ``every``-th optimizer step:
   effective step size η / (√v + ε) (η / √(v + ε) with ``eps_in_sqrt``, Adam's v̂ with bias
   correction, Adadelta's η √(u + ε) / √(v + ε)) as 5th/50th/95th percentiles, and
   ``eps_frac``: the share of coordinates where ε dominates the denominator (ε > √v̂, or
-  ε > v̂ when ε sits inside the root).
+  ε > v̂ when ε sits inside the root). Both are computed on every coordinate of layers up to
+  8,192 coordinates and on a fixed-stride sample of that many for larger layers.
 
 Diagnosis (:meth:`GradientMonitor.check`), layers in registration order (input side first for
 ``nn.Sequential`` and for modules that create their layers in forward order), thresholds in
@@ -46,7 +47,7 @@ __all__ = ["GradientMonitor", "GradientReport", "GradientThresholds", "LayerStat
 STATUSES = ("healthy", "vanishing", "exploding", "nonfinite")
 # Quantiles of the effective step size are taken on at most this many coordinates per layer
 # (a fixed stride, no randomness), which bounds the cost on large layers.
-_QUANTILE_SAMPLE = 65536
+_QUANTILE_SAMPLE = 8192
 _RNN_LAYER = re.compile(r"_l(\d+)(_reverse)?$")
 _SATURATING = (nn.Sigmoid, nn.Tanh, nn.Hardsigmoid, nn.Hardtanh, nn.Softsign, nn.LogSigmoid)
 _RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU,
@@ -227,7 +228,7 @@ def _effective_step(state: dict, group: dict) -> tuple[Tensor, Tensor] | None:
 def _sample(t: Tensor, limit: int) -> Tensor:
     flat = t.reshape(-1)
     stride = max(1, flat.numel() // max(limit, 1))
-    return flat[::stride]
+    return flat[::stride].contiguous()
 
 
 class GradientMonitor:
@@ -381,15 +382,20 @@ class GradientMonitor:
             if stats is None:
                 continue
             samples, dominated, total = [], 0.0, 0
+            limit = _QUANTILE_SAMPLE // len(layer.params)
             for p in layer.params:
                 state, group = opt.state.get(p), group_of.get(id(p))
                 if not state or group is None:
                     continue
-                found = _effective_step(state, group)
+                # Work on a strided sample of the coordinates (every one for small tensors):
+                # the cost stays bounded however large the layer.
+                sampled = {k: (_sample(_real(v), limit) if isinstance(v, Tensor) and v.ndim > 0
+                               else v) for k, v in state.items()}
+                found = _effective_step(sampled, group)
                 if found is None:
                     continue
                 eff, eps_mask = found
-                samples.append(_sample(eff, _QUANTILE_SAMPLE // len(layer.params)))
+                samples.append(eff)
                 dominated += float(eps_mask.sum())
                 total += eps_mask.numel()
             if not samples:
