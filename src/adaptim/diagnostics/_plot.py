@@ -10,9 +10,11 @@ import numpy as np
 __all__ = ["gradient_heatmap"]
 
 
-def gradient_heatmap(history: list[dict], path=None, title: str | None = None):
+def gradient_heatmap(history: list[dict], path=None, title: str | None = None,
+                     highlight: list[str] | None = None):
     """Layers (rows, input side on top) × recorded steps (columns), colour = log10 ‖g‖.
-    NaN/Inf cells are drawn magenta, layers without a gradient at a step are left white."""
+    NaN/Inf cells are drawn magenta, layers without a gradient at a step are left white, and
+    the names of the ``highlight`` layers (those the last check flagged) are drawn in red."""
     try:
         from matplotlib.colors import Normalize
         from matplotlib.figure import Figure
@@ -43,7 +45,7 @@ def gradient_heatmap(history: list[dict], path=None, title: str | None = None):
         lo, hi = lo - 0.5, hi + 0.5
     values[np.isneginf(values)] = lo  # exactly-zero gradient: bottom of the scale
 
-    height = min(2.0 + 0.28 * len(layers), 14.0)
+    height = min(max(3.5, 2.0 + 0.28 * len(layers)), 14.0)
     fig = Figure(figsize=(max(6.0, min(2.0 + 0.12 * len(steps), 16.0)), height), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest",
@@ -53,17 +55,24 @@ def gradient_heatmap(history: list[dict], path=None, title: str | None = None):
         ax.imshow(overlay, aspect="auto", interpolation="nearest", cmap="spring", vmin=0, vmax=1)
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=8 if len(layers) < 30 else 6)
-    n_ticks = min(len(steps), 10)
-    ticks = np.unique(np.linspace(0, len(steps) - 1, n_ticks).round().astype(int))
+    flagged = set(highlight or ())
+    for label in ax.get_yticklabels():
+        if label.get_text() in flagged:
+            label.set_color("red")
+            label.set_fontweight("bold")
+    ticks = list(range(0, len(steps), max(1, math.ceil(len(steps) / 8))))
     ax.set_xticks(ticks)
     ax.set_xticklabels([str(steps[k]) for k in ticks], fontsize=8)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("layer (input side on top)")
     colorbar = fig.colorbar(image, ax=ax)
-    colorbar.set_label("log10 ‖gradient‖  (dark = vanishing, bright = large)")
+    colorbar.set_label("log10 gradient norm")
     caption = title or "Gradient norm per layer"
+    caption += "\ndark = tiny gradient, bright = large"
+    if flagged:
+        caption += "; red names = flagged by check()"
     if bad.any():
-        caption += "  (magenta: NaN/Inf)"
+        caption += "; magenta = NaN/Inf"
     ax.set_title(caption, fontsize=10)
     fig.tight_layout()
     if path is not None:

@@ -533,10 +533,14 @@ class GradientMonitor:
                 f"ε dominates the adaptive denominator in more than {t.eps_note_fraction:.0%} "
                 "of the coordinates of " + ", ".join(eps_heavy[:5]) + ": the step there is "
                 "about lr/ε, not adaptive (gradients tiny compared with ε).")
+        clip = getattr(self.optimizer, "defaults", {}).get("max_grad_norm")
+        if clip is not None:
+            notes.append(f"the optimizer clips the global gradient norm to {clip:g} inside "
+                         "step(): the norms above are before clipping, the updates after it.")
         lo, hi = t.update_ratio_range
         big = [s.layer for s in stats if s.update_ratio is not None and s.update_ratio > hi]
         small = [s.layer for s in stats if s.update_ratio is not None
-                 and 0 < s.update_ratio < lo]
+                 and s.update_ratio < lo]
         if big:
             notes.append(f"update/weight ratio above {hi:g} in " + ", ".join(big[:5])
                          + ": the learning rate may be too high.")
@@ -591,7 +595,9 @@ class GradientMonitor:
             writer.close()
 
     def plot_heatmap(self, path=None, *, title: str | None = None):
-        """A layers × steps heatmap of log10 gradient norm (matplotlib, imported only here).
-        Saves to ``path`` if given; returns the figure."""
+        """A layers × steps heatmap of log10 gradient norm (matplotlib, imported only here);
+        the layers that :meth:`check` flags on the latest record are named in red. Saves to
+        ``path`` if given; returns the figure."""
         from adaptim.diagnostics._plot import gradient_heatmap
-        return gradient_heatmap(self.history, path=path, title=title)
+        flagged = self.check().layers if self.history else None
+        return gradient_heatmap(self.history, path=path, title=title, highlight=flagged)
