@@ -48,7 +48,8 @@ class Seq(nn.Module):
 
 
 def spreads(stats):
-    rel = [s.rel_grad for s in stats]
+    # as check() does: depth comparisons between weight layers, normalization layers skipped
+    rel = [s.rel_grad for s in stats if not s.kind.startswith(("BatchNorm", "LayerNorm"))]
     down = min(rel[i] / max(rel[i + 1:]) for i in range(len(rel) - 1))  # vanishing side
     up = max(rel[i] / min(rel[i + 1:]) for i in range(len(rel) - 1))    # exploding side
     return down, up, max(rel)

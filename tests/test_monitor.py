@@ -215,6 +215,19 @@ def test_update_ratio_and_every():
     assert monitor.steps_seen == 25 and len(monitor.history) == 3
 
 
+def test_track_updates_false_keeps_no_copy():
+    model = deep_mlp(2, nn.ReLU, he=True)
+    opt = adaptim.Adam(model.parameters())
+    monitor = GradientMonitor(model, opt, every=1, track_updates=False)
+    classify_backward(model)
+    opt.step()
+    stats = monitor.history[-1]["layers"][0]
+    assert stats["update_ratio"] is None and stats["eff_lr_p50"] > 0
+    assert monitor._buffers is None
+    with pytest.raises(TypeError, match="track_updates"):
+        GradientMonitor(model, track_updates=1)
+
+
 def test_multilayer_rnn_is_split_into_layers():
     torch.manual_seed(0)
     model = nn.Sequential()
@@ -348,3 +361,18 @@ def test_importing_adaptim_does_not_import_matplotlib():
             "print('matplotlib' in sys.modules, 'adaptim.diagnostics._plot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_batch_norm_remedy_makes_the_sigmoid_net_healthy():
+    torch.manual_seed(0)
+    layers, d = [], 32
+    for _ in range(10):
+        layers += [nn.Linear(d, 64), nn.BatchNorm1d(64), nn.Sigmoid()]
+        d = 64
+    model = nn.Sequential(*layers, nn.Linear(64, 10))
+    classify_backward(model)
+    monitor = GradientMonitor(model)
+    assert monitor.check().status == "healthy"
+    # the BN gains sit ~30x below their Linear neighbours: compared, they would look vanishing
+    stats = {s["layer"]: s["rel_grad"] for s in monitor.history[-1]["layers"]}
+    assert stats["1"] < stats["0"] / 5
