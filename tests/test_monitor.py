@@ -215,6 +215,25 @@ def test_update_ratio_and_every():
     assert monitor.steps_seen == 25 and len(monitor.history) == 3
 
 
+def test_layer_without_gradient_is_left_out_and_ratios_stay_aligned():
+    torch.manual_seed(0)
+    unused, model = nn.Linear(3, 3), deep_mlp(2, nn.ReLU, he=True)
+    holder = nn.Sequential()
+    holder.add_module("unused", unused)
+    holder.add_module("net", model)
+    opt = adaptim.SGD(holder.parameters(), lr=0.1)
+    monitor = GradientMonitor(holder, opt, every=1)
+    before = model[0].weight.detach().clone(), model[0].bias.detach().clone()
+    classify_backward(model)
+    opt.step()
+    layers = monitor.history[-1]["layers"]
+    assert [s["layer"] for s in layers] == ["net.0", "net.2", "net.4"]
+    delta = math.sqrt((model[0].weight - before[0]).pow(2).sum().item()
+                      + (model[0].bias - before[1]).pow(2).sum().item())
+    norm = math.sqrt(before[0].pow(2).sum().item() + before[1].pow(2).sum().item())
+    assert layers[0]["update_ratio"] == pytest.approx(delta / norm, rel=1e-5)
+
+
 def test_track_updates_false_keeps_no_copy():
     model = deep_mlp(2, nn.ReLU, he=True)
     opt = adaptim.Adam(model.parameters())

@@ -339,8 +339,11 @@ class GradientMonitor:
                 values.append(torch.stack([o.double() ** 2 for o in old[i:i + n]]).sum().sqrt())
                 i += n
             flat = torch.stack([v.cpu() for v in values]).tolist()
-        for k, stats in enumerate(record["layers"]):
-            delta, norm = flat[2 * k], flat[2 * k + 1]
+        # record["layers"] holds only the layers that had gradients: match by name
+        by_layer = {layer.name: (flat[2 * k], flat[2 * k + 1])
+                    for k, layer in enumerate(self.layers)}
+        for stats in record["layers"]:
+            delta, norm = by_layer[stats["layer"]]
             stats["update_ratio"] = delta / norm if norm > 0 else delta
         self._adaptive_stats(record)
 
