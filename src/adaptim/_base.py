@@ -165,7 +165,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             params, grads, states = self._gather(group)
             if not params:
                 continue
-            if group.get("fused"):
+            # state_dtype (e.g. bfloat16 state) is implemented by the fused module's paths
+            if group.get("fused") or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale)
             else:
                 if grad_scale != 1.0:
@@ -226,6 +227,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         skipped = self._saved_skipped_steps(state_dict)
         super().load_state_dict(state_dict)
         self.skipped_steps = skipped
+        # torch casts floating state to the parameter's dtype; restore a group's state_dtype
+        for group in self.param_groups:
+            _fused.cast_state(self, group)
 
     @staticmethod
     def _saved_skipped_steps(state_dict: dict) -> int:

@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     p_list = sub.add_parser("list", help="list the optimizers")
     p_list.set_defaults(func=_cmd_list)
+    from adaptim.bench import add_parser as add_bench_parser  # tool layer: `adaptim bench`
+    add_bench_parser(sub)
     return parser
 
 

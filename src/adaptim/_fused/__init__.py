@@ -1,0 +1,377 @@
+"""Fused optimizer steps: every rule of :mod:`adaptim.functional` in one pass over memory.
+
+``fused_update`` is what ``AdaptimOptimizer.step()`` calls for a group with ``fused=True`` (or a
+``state_dtype``). It updates a whole parameter group with ONE call into a small C/OpenMP
+library (``kernels.c``, compiled once per machine and cached, see :mod:`._ckernel`): each
+element of parameter, gradient and state is read once and written once, the gradient scale
+(clipping) and every option are applied on the fly, and hyperparameters are passed as numbers
+so nothing recompiles when lr changes. The C code mirrors the functional rule operation by
+operation; tests/test_fused.py checks it against the unfused path for every option set.
+
+Tensors the kernel does not take (CUDA tensors, non-contiguous tensors, dtypes other than
+float32/float64, state dtypes other than the parameter's or bfloat16 for float32 parameters)
+go through the reference path: the functional rule itself (``optimizer._update``), on
+parameter-precision copies of the state when the state is stored in another dtype. Where no C
+compiler works, every tensor takes that path, after one warning.
+
+``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
+runs the float32 rule and rounds the new state once (round to nearest even).
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from itertools import repeat
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from adaptim._fused import _ckernel
+
+__all__ = ["fused_update", "kernel_available", "cast_state"]
+
+_MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
+    (torch.float64, torch.float64): 0,
+    (torch.float32, torch.float32): 1,
+    (torch.float32, torch.bfloat16): 2,
+}
+_warned = False
+# Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
+kernel_calls = 0
+
+
+def _scalar_dtype() -> torch.dtype:
+    # as adaptim._base._scalar_dtype (not imported: _base imports this module)
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _real(t: Tensor | None) -> Tensor | None:
+    return torch.view_as_real(t) if t is not None and t.is_complex() else t
+
+
+def kernel_available(mode: int = 1) -> bool:
+    """Whether the C kernel library of ``mode`` (default float32) is (or can be) built and
+    loaded on this machine."""
+    try:
+        _ckernel.load(mode)
+        return True
+    except _ckernel.KernelUnavailable:
+        return False
+
+
+def _kernel_or_warn(mode: int):
+    global _warned
+    try:
+        return _ckernel.load(mode)
+    except _ckernel.KernelUnavailable as err:
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                "adaptim: the fused C kernels are unavailable, so fused=True falls back to the "
+                f"unfused update (same results, slower). Reason: {err}. Set ADAPTIM_CC to a "
+                "working C compiler with OpenMP (e.g. gcc) to enable them.",
+                RuntimeWarning, stacklevel=4)
+        return None
+
+
+def cast_state(optimizer, group: dict, states: list[dict] | None = None) -> None:
+    """Store the floating state tensors of ``group`` in ``group["state_dtype"]`` (no-op when it
+    is None). Complex parameters keep complex state (there is no complex bfloat16)."""
+    dtype = group.get("state_dtype")
+    if dtype is None:
+        return
+    if states is None:
+        states = [optimizer.state[p] for p in group["params"] if p in optimizer.state]
+    for st in states:
+        for key in optimizer.state_tensor_keys:
+            v = st.get(key)
+            if (isinstance(v, Tensor) and v.dtype != dtype and v.is_floating_point()):
+                st[key] = v.to(dtype)
+
+
+# ---------------------------------------------------------------- reference path
+def _reference_update(optimizer, group, params, grads, states, grad_scale) -> None:
+    """The functional rule (optimizer._update) with the gradient scaled out of place and the
+    state computed in the parameter's precision, then stored back in its own dtype."""
+    if not params:
+        return
+    if grad_scale != 1.0:
+        grads = torch._foreach_mul(grads, grad_scale)
+    work = []
+    for p, st in zip(params, states):
+        if any(isinstance(v, Tensor) and k != "step" and v.dtype != p.dtype and not v.is_complex()
+               for k, v in st.items()):
+            work.append({k: (v.to(p.dtype) if isinstance(v, Tensor) and k != "step" else v)
+                         for k, v in st.items()})
+        else:
+            work.append(st)
+    optimizer._update(group, params, grads, work)
+    for st, tmp in zip(states, work):
+        if tmp is st:
+            continue
+        for k, v in tmp.items():
+            if k == "step" or not isinstance(v, Tensor):
+                continue
+            if k in st:
+                st[k].copy_(v)
+            else:  # made by this step (SGD's momentum buffer)
+                st[k] = v.to(group.get("state_dtype") or v.dtype)
+
+
+# ---------------------------------------------------------------- kernel path
+def _hp_common(group, grad_scale) -> list[float]:
+    wd = _f(group.get("weight_decay", 0.0))
+    return [-grad_scale if group["maximize"] else grad_scale, wd, float(wd != 0)]
+
+
+def _f(v) -> float:
+    return float(v.item()) if isinstance(v, Tensor) else float(v)
+
+
+class _Rule:
+    """How one optimizer's group maps onto a kernel: its state operands, in kernel order."""
+
+    def __init__(self, kernel: str, state_keys: tuple[str, ...]):
+        self.kernel, self.state_keys = kernel, state_keys
+
+
+def _sgd_hp(group, grad_scale, init):
+    mom = _f(group["momentum"])
+    return _hp_common(group, grad_scale) + [
+        -_f(group["lr"]), mom, float(mom != 0), 1 - _f(group["dampening"]),
+        float(group["nesterov"]), float(init)]
+
+
+def _adagrad_hp(group, grad_scale, init):
+    # η_t = η / (1 + (t − 1) lr_decay) is computed per tensor in the kernel from its step
+    return _hp_common(group, grad_scale) + [
+        _f(group["lr"]), _f(group["lr_decay"]), _f(group["eps"]), float(group["eps_in_sqrt"])]
+
+
+def _rmsprop_hp(group, grad_scale, init):
+    alpha, mom, lr = _f(group["alpha"]), _f(group["momentum"]), _f(group["lr"])
+    return _hp_common(group, grad_scale) + [
+        alpha, 1 - alpha, _f(group["eps"]), float(group["eps_in_sqrt"]), float(group["centered"]),
+        mom, float(mom > 0), float(group["lr_in_momentum"]), lr, -lr]
+
+
+def _adadelta_hp(group, grad_scale, init):
+    rho = _f(group["rho"])
+    return _hp_common(group, grad_scale) + [rho, 1 - rho, _f(group["eps"]), -_f(group["lr"])]
+
+
+def _adam_hp(group, grad_scale, init):
+    # the bias corrections and step size are computed per tensor in the kernel from its step
+    lr, wd = _f(group["lr"]), _f(group["weight_decay"])
+    beta1, beta2 = (_f(b) for b in group["betas"])
+    form = 2 if group["eps_hat"] else 1 if group["eps_in_sqrt"] else 0
+    return _hp_common(group, grad_scale) + [
+        float(group["decoupled_weight_decay"]), 1 - lr * wd, 1 - beta1, beta2, 1 - beta2,
+        float(group["amsgrad"]), float(form), _f(group["eps"]), lr, beta1,
+        float(group["bias_correction"])]
+
+
+_RULES = {
+    "sgd": (_Rule("sgd", ("momentum_buffer",)), _sgd_hp),
+    "adagrad": (_Rule("adagrad", ("sum",)), _adagrad_hp),
+    "rmsprop": (_Rule("rmsprop", ("square_avg", "grad_avg", "momentum_buffer")), _rmsprop_hp),
+    "adadelta": (_Rule("adadelta", ("square_avg", "acc_delta")), _adadelta_hp),
+    "adam": (_Rule("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")), _adam_hp),
+}
+_RULES["adamw"] = _RULES["adam"]
+
+
+_STEP_DTYPES = {torch.float32: 1, torch.float64: 2}
+
+
+_COMPLEX = (torch.complex64, torch.complex128)
+
+
+def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
+    """Real views of (param, grad, *state) and the kernel mode, or (None, None) if the kernel
+    can't take this tensor (device, dtype, layout). Written for speed: it runs per tensor."""
+    if not p.is_cpu:
+        return None, None
+    ops = [p, g]
+    for k in keys:
+        ops.append(st.get(k))
+    first = ops[2]
+    if p.is_complex() or (first is not None and first.is_complex()):
+        ops = [_real(t) for t in ops]
+        p = ops[0]
+    n = p.numel()
+    sdtype = None
+    for t in ops[2:]:
+        if t is not None:
+            if sdtype is None:
+                sdtype = t.dtype
+            elif t.dtype is not sdtype:
+                return None, None
+            # same element count and both contiguous: element i of one is element i of the other
+            if t.numel() != n or not t.is_contiguous():
+                return None, None
+    mode = _MODES.get((p.dtype, sdtype or p.dtype))
+    g = ops[1]
+    if mode is None or g.dtype is not p.dtype or g.numel() != n or not p.is_contiguous() \
+            or not g.is_contiguous():
+        return None, None
+    return ops, mode
+
+
+def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> None:
+    """Apply ``optimizer``'s update rule to one group in one fused pass, multiplying gradients by
+    ``grad_scale`` on the fly (clipping). ``params``/``grads`` are real views (complex tensors of
+    SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
+    incremented as on the unfused path. Results equal the unfused path's (float64 to ~1e-15,
+    float32 to an ulp or two per step)."""
+    cast_state(optimizer, group)
+    name = optimizer.name
+    if not group.get("fused") or name not in _RULES or _ckernel.failed():
+        _reference_update(optimizer, group, params, grads, states, grad_scale)
+        cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
+        return
+    rule, make_hp = _RULES[name]
+    is_sgd = name == "sgd"
+    momentum = _f(group["momentum"]) if is_sgd else 0.0
+    nthreads = torch.get_num_threads()
+    plan = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
+    if plan is not None and not (is_sgd and momentum != 0 and plan[0][2] is None):
+        columns, mode, steps, step_dtype = plan
+        lib = _kernel_or_warn(mode)
+        if lib is not None:
+            _call_columns(getattr(lib, f"adaptim_{rule.kernel}"), mode, columns, steps,
+                          step_dtype, make_hp(group, grad_scale, False), nthreads)
+            return
+    # The general path: tensor by tensor (first SGD step, mixed dtypes or layouts, complex).
+    state_dtype = group.get("state_dtype")
+    buckets: dict[tuple, list[int]] = {}
+    rest: list[int] = []
+    operands: list[list[Tensor | None]] = []
+    for i, (p, g, st) in enumerate(zip(params, grads, states)):
+        init = False
+        if is_sgd and momentum != 0 and st.get("momentum_buffer") is None:
+            # torch.optim.SGD starts the buffer at the first gradient: the kernel writes v ← g
+            st["momentum_buffer"] = torch.empty_like(
+                p, dtype=state_dtype if state_dtype is not None and not p.is_complex() else None)
+            init = True
+        ops, mode = _operands(p, g, st, rule.state_keys)
+        step_dtype = 0
+        if mode is not None and not is_sgd:
+            step = st["step"]
+            if not isinstance(step, Tensor):  # a number from an old checkpoint
+                step = st["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+            step_dtype = _STEP_DTYPES.get(step.dtype, 0) if step.is_cpu and step.numel() == 1 \
+                else 0
+            if step_dtype == 0:
+                mode = None
+            else:
+                ops.append(step)
+        if mode is None:
+            if init:
+                del st["momentum_buffer"]
+            rest.append(i)
+            operands.append(None)
+            continue
+        operands.append(ops)
+        buckets.setdefault((mode, init, step_dtype), []).append(i)
+    for (mode, init, step_dtype), idx in buckets.items():
+        lib = _kernel_or_warn(mode)
+        if lib is None:  # no compiler: the reference path, after one warning
+            if init:
+                for i in idx:
+                    del states[i]["momentum_buffer"]
+            rest.extend(idx)
+            continue
+        # one call for the whole bucket (normally the whole group): the kernel increments each
+        # state["step"] and reads it for the bias corrections / lr decay
+        _call(getattr(lib, f"adaptim_{rule.kernel}"), mode, [operands[i] for i in idx],
+              2 + len(rule.state_keys), step_dtype, make_hp(group, grad_scale, init), nthreads)
+    if rest:
+        _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
+                          [states[i] for i in rest], grad_scale)
+        cast_state(optimizer, group, [states[i] for i in rest])
+
+
+_IS_CPU = operator.attrgetter("is_cpu")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _whole_group_plan(params, grads, states, keys, with_step):
+    """The common case in bulk: every tensor of the group contiguous, real, on the CPU, with one
+    parameter dtype and one state dtype, each state present for all or none. Checked with
+    C-level iteration (map) instead of a Python loop per tensor. Returns (columns, mode, steps,
+    step_dtype), a column being None for a state no tensor has; None if any check fails (the
+    per-tensor path then decides tensor by tensor)."""
+    n = len(params)
+    numels = list(map(Tensor.numel, params))
+    columns = [params, grads]
+    columns.extend(list(map(dict.get, states, repeat(k, n))) for k in keys)
+    pdtype = sdtype = None
+    for j, col in enumerate(columns):
+        nones = sum(map(operator.is_, col, repeat(None, n)))
+        if nones:
+            if j < 2 or nones != n:
+                return None
+            columns[j] = None
+            continue
+        dtypes = set(map(_DTYPE, col))
+        if len(dtypes) != 1:
+            return None
+        dtype = dtypes.pop()
+        if j == 0:
+            pdtype = dtype
+        elif j == 1:
+            if dtype is not pdtype:
+                return None
+        elif sdtype is None:
+            sdtype = dtype
+        elif dtype is not sdtype:
+            return None
+        if not all(map(_IS_CPU, col)) or not all(map(Tensor.is_contiguous, col)) \
+                or list(map(Tensor.numel, col)) != numels:
+            return None
+    mode = _MODES.get((pdtype, sdtype or pdtype))
+    if mode is None:
+        return None
+    steps, step_dtype = None, 0
+    if with_step:
+        steps = list(map(dict.get, states, repeat("step", n)))
+        if not all(map(isinstance, steps, repeat(Tensor, n))):
+            return None
+        dtypes = set(map(_DTYPE, steps))
+        step_dtype = _STEP_DTYPES.get(dtypes.pop(), 0) if len(dtypes) == 1 else 0
+        if step_dtype == 0 or not all(map(_IS_CPU, steps)) \
+                or set(map(Tensor.numel, steps)) != {1}:
+            return None
+    return columns, mode, steps, step_dtype
+
+
+def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_dtype: int,
+          hp: list[float], nthreads: int) -> None:
+    """One kernel call for per-tensor operand lists: k operands each (+ its step tensor)."""
+    columns = [[ops[j] for ops in operands] for j in range(k)]
+    columns = [None if all(t is None for t in col) else col for col in columns]
+    steps = [ops[k] for ops in operands] if step_dtype else None
+    _call_columns(kernel, mode, columns, steps, step_dtype, hp, nthreads)
+
+
+def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: list[float],
+                  nthreads: int) -> None:
+    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused)."""
+    global kernel_calls
+    kernel_calls += 1
+    n = len(columns[0])
+    ptrs = np.zeros(len(columns) * n, dtype=np.uint64)
+    for j, col in enumerate(columns):
+        if col is not None:
+            ptrs[j * n:(j + 1) * n] = np.fromiter(map(Tensor.data_ptr, col), np.uint64, n)
+    sizes = np.fromiter(map(Tensor.numel, columns[0]), np.int64, n)
+    step_ptrs = np.fromiter(map(Tensor.data_ptr, steps), np.uint64, n) if step_dtype else None
+    hps = np.asarray(hp, dtype=np.float64)
+    rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data,
+                None if step_ptrs is None else step_ptrs.ctypes.data, step_dtype,
+                hps.ctypes.data, nthreads)
+    if rc != 0:
+        raise RuntimeError(f"adaptim fused kernel failed (code {rc})")

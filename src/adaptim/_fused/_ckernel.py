@@ -1,0 +1,159 @@
+"""Build, cache and load the C kernel libraries (``kernels.c``) with the system C compiler.
+
+There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
+bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and
+the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``,
+else ``~/.cache/adaptim``) in a file named by a hash of the sources, flags, compiler version and
+CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C doubles at each
+call: nothing is recompiled when lr or any other hyperparameter changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ("kernels.c", "kernels_body.h")
+# No -ffast-math: float64 must stay exact to 1e-12 and fp32 within an ulp or two of torch;
+# -ffp-contract=off forbids FMAs the source does not write; -fno-math-errno lets sqrt vectorise
+# (it only drops the errno write, not any rounding).
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
+         "-shared")
+RULES = ("sgd", "adagrad", "rmsprop", "adadelta", "adam")
+ABI_VERSION = 2
+
+MODES = (0, 1, 2)
+
+# Counters the tests read: how often this process compiled and loaded a library.
+stats = {"builds": 0, "loads": 0, "build_seconds": None, "load_seconds": None, "path": None}
+
+_libs: dict[int, ctypes.CDLL] = {}
+_error: str | None = None
+
+
+class KernelUnavailable(RuntimeError):
+    """The C kernel library could not be built or loaded."""
+
+
+def compiler() -> str:
+    return os.environ.get("ADAPTIM_CC") or os.environ.get("CC") or "cc"
+
+
+def cache_dir() -> Path:
+    if os.environ.get("ADAPTIM_CACHE_DIR"):
+        return Path(os.environ["ADAPTIM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "adaptim"
+
+
+def _cpu_signature() -> str:
+    # -march=native: a library built on one CPU may not run on another sharing the cache.
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = [ln for ln in f if ln.startswith(("model name", "flags"))][:2]
+        return "".join(lines)
+    except OSError:
+        return platform.processor()
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise KernelUnavailable(f"C compiler {cc!r} not usable: {err}") from err
+    if out.returncode != 0:
+        raise KernelUnavailable(f"C compiler {cc!r} failed: {out.stderr.strip()[:300]}")
+    return out.stdout
+
+
+def library_path(mode: int, cc: str | None = None) -> Path:
+    """Where the library of ``mode`` for the current sources, flags, compiler and CPU is cached."""
+    cc = cc or compiler()
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((SOURCE_DIR / name).read_bytes())
+    h.update(repr((FLAGS, cc, _compiler_version(cc), platform.machine(),
+                   _cpu_signature())).encode())
+    return cache_dir() / f"adaptim_kernels_{h.hexdigest()[:16]}_mode{mode}.so"
+
+
+def _build(cc: str, mode: int, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        start = time.perf_counter()
+        out = subprocess.run([cc, *FLAGS, f"-DADAPTIM_MODE={mode}", "-o", tmp,
+                              str(SOURCE_DIR / "kernels.c")],
+                             capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise KernelUnavailable(f"compiling the fused kernels with {cc!r} failed:\n"
+                                    f"{out.stderr.strip()[:2000]}")
+        os.replace(tmp, target)  # atomic: concurrent processes never see a half-written file
+        stats["builds"] += 1
+        stats["build_seconds"] = time.perf_counter() - start
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _open(path: Path, mode: int) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    if lib.adaptim_abi_version() != ABI_VERSION or lib.adaptim_mode() != mode:
+        raise KernelUnavailable(f"{path} has the wrong ABI version or mode")
+    for rule in RULES:
+        fn = getattr(lib, f"adaptim_{rule}")
+        fn.restype = ctypes.c_int
+        # (mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads)
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                       ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    return lib
+
+
+def load(mode: int = 1) -> ctypes.CDLL:
+    """The loaded kernel library of ``mode``, building it on first use; raises KernelUnavailable
+    (and remembers why, so a failing compiler is tried once per process)."""
+    global _error
+    lib = _libs.get(mode)
+    if lib is not None:
+        return lib
+    if mode not in MODES:
+        raise ValueError(f"no kernel mode {mode!r} (valid: {MODES})")
+    if _error is not None:
+        raise KernelUnavailable(_error)
+    try:
+        start = time.perf_counter()
+        cc = compiler()
+        path = library_path(mode, cc)
+        if not path.exists():
+            _build(cc, mode, path)
+        lib = _libs[mode] = _open(path, mode)
+        stats["loads"] += 1
+        stats["load_seconds"] = time.perf_counter() - start
+        stats["path"] = str(path)
+        return lib
+    except (KernelUnavailable, OSError, subprocess.SubprocessError) as err:
+        _error = str(err)
+        raise KernelUnavailable(_error) from err
+
+
+def failed() -> bool:
+    """Whether building or loading failed earlier in this process (then it is not retried)."""
+    return _error is not None
+
+
+def reset() -> None:
+    """Forget the loaded library and any failure (tests; a changed ADAPTIM_CC)."""
+    global _error
+    _libs.clear()
+    _error = None
+    stats.update(builds=0, loads=0, build_seconds=None, load_seconds=None, path=None)

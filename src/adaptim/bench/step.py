@@ -1,0 +1,396 @@
+"""``adaptim bench``: time one optimizer step, adaptim vs torch.optim, against the memory floor.
+
+In one process, for every optimizer, on two workloads (GPT-2-small shapes: 124.4M parameters in
+148 tensors; and 5,000 tensors of 1,000 parameters), it times ``optimizer.step()`` (best of
+``--repeat`` steps after one warm-up; medians in the JSON) for torch.optim's for-loop, foreach
+and fused modes (where torch has one) and adaptim's unfused, fused and fused-with-bfloat16-state steps. It measures the
+in-place memory bandwidth in the same run (``a.mul_(s)``, ``a.add_(b)``) and reports each time
+as a percentage of the bandwidth floor: bytes a step must move / measured bandwidth. Bytes per
+parameter: 12 (read θ, g; write θ) + 8 per fp32 state tensor (read + write), 4 per bf16 one:
+SGD 12; SGD-momentum, Adagrad, RMSprop 20; Adadelta, Adam, AdamW, centered RMSprop 28; AMSGrad 36.
+It also measures the first fused step's overhead (compile + load of the C kernels) in a fresh
+process with an empty cache and in a later process. ``--json PATH`` writes everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+import adaptim
+
+__all__ = ["add_parser", "main", "run"]
+
+# GPT-2 small (124M): token and position embeddings, 12 blocks, final layer norm.
+_GPT2_BLOCK = [768, 768, 768 * 2304, 2304, 768 * 768, 768, 768, 768, 768 * 3072, 3072,
+               3072 * 768, 768]
+GPT2_SIZES = [50257 * 768, 1024 * 768] + _GPT2_BLOCK * 12 + [768, 768]
+
+# name -> (adaptim registry name, extra kwargs, torch class name, torch kwargs, state tensors,
+#          torch has a fused CPU kernel)
+CASES = {
+    "sgd": ("sgd", {}, "SGD", dict(lr=1e-3), 0, True),
+    "momentum": ("momentum", {}, "SGD", dict(lr=1e-3, momentum=0.9), 1, True),
+    "nesterov": ("nesterov", {}, "SGD", dict(lr=1e-3, momentum=0.9, nesterov=True), 1, True),
+    "adagrad": ("adagrad", {}, "Adagrad", dict(lr=1e-2), 1, True),
+    "rmsprop": ("rmsprop", {}, "RMSprop", dict(lr=1e-2), 1, False),
+    "rmsprop-centered": ("rmsprop", dict(centered=True), "RMSprop",
+                         dict(lr=1e-2, centered=True), 2, False),
+    "adadelta": ("adadelta", {}, "Adadelta", dict(lr=1.0), 2, False),
+    "adam": ("adam", {}, "Adam", dict(lr=1e-3), 2, True),
+    "adamw": ("adamw", {}, "AdamW", dict(lr=1e-3), 2, True),
+    "amsgrad": ("adam", dict(amsgrad=True), "Adam", dict(lr=1e-3, amsgrad=True), 3, True),
+}
+MODES = ("torch for-loop", "torch foreach", "torch fused", "adaptim", "adaptim fused",
+         "adaptim fused bf16")
+
+
+def bytes_per_param(state_tensors: int, state_bytes: int = 4, param_bytes: int = 4) -> int:
+    return 3 * param_bytes + 2 * state_bytes * state_tensors
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(fn, repeat: int, device, stat=min) -> float:
+    """Seconds of ``repeat`` calls after one warm-up: the minimum (``stat``), because on a shared
+    machine other processes only ever add time (the medians go to the JSON too)."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    _time.last_median = statistics.median(times)
+    return stat(times)
+
+
+def measure_bandwidth(numel: int, repeat: int, device) -> dict:
+    """In-place bandwidth in GB/s: a.mul_(s) moves 8 bytes per float32, a.add_(b) 12."""
+    a = torch.rand(numel, device=device)
+    b = torch.rand(numel, device=device)
+    mul = _time(lambda: a.mul_(1.0000001), repeat, device)
+    add = _time(lambda: a.add_(b), repeat, device)
+    copy = _time(lambda: a.copy_(b), repeat, device)
+    out = {"mul_": 8 * numel / mul / 1e9, "add_": 12 * numel / add / 1e9,
+           "copy_": 8 * numel / copy / 1e9}
+    out["best"] = max(out.values())
+    return out
+
+
+def _make_optimizer(case: str, mode: str, params):
+    name, extra, torch_cls, torch_kw, _, _ = CASES[case]
+    if mode.startswith("torch"):
+        cls = getattr(torch.optim, torch_cls)
+        flag = {"torch for-loop": dict(foreach=False), "torch foreach": dict(foreach=True),
+                "torch fused": dict(fused=True)}[mode]
+        return cls(params, **torch_kw, **flag)
+    kw = dict(extra, lr=torch_kw["lr"])
+    if mode == "adaptim fused":
+        kw["fused"] = True
+    elif mode == "adaptim fused bf16":
+        kw.update(fused=True, state_dtype=torch.bfloat16)
+    return adaptim.create(name, params, **kw)
+
+
+def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: int, device,
+                  log=print) -> dict:
+    """ms per step for every case and mode on parameters of the given sizes."""
+    params = [torch.zeros(n, device=device).normal_(0, 0.02).requires_grad_() for n in sizes]
+    for p in params:
+        p.grad = torch.randn_like(p).mul_(1e-3)
+    results, medians = {}, {}
+    for case in cases:
+        row, med = {}, {}
+        for mode in modes:
+            if mode == "torch fused" and not CASES[case][5]:
+                continue
+            try:
+                opt = _make_optimizer(case, mode, params)
+                row[mode] = 1e3 * _time(opt.step, repeat, device)
+                med[mode] = 1e3 * _time.last_median
+            except (RuntimeError, ValueError) as err:  # e.g. a mode torch lacks on this device
+                row[mode] = None
+                log(f"  {case} / {mode}: {err}")
+            finally:
+                opt = None
+        results[case] = row
+        medians[case] = med
+        log(f"  {case}: " + ", ".join(f"{m} {v:.1f} ms" for m, v in row.items() if v))
+    return results, medians
+
+
+# Times the first step only: constructing any torch.optim.Optimizer the first time in a process
+# imports torch._dynamo (seconds on a loaded machine), for torch.optim and adaptim alike.
+_FIRST_STEP = r"""
+import time, torch, adaptim
+p = torch.nn.Parameter(torch.randn(1000)); p.grad = torch.randn(1000)
+opt = adaptim.RMSprop([p], fused=True)
+start = time.perf_counter()
+opt.step()
+print(time.perf_counter() - start)
+"""
+
+
+def first_step_overhead() -> dict:
+    """Seconds of the first fused step in a fresh process: with an empty kernel cache (first time
+    on a machine: compiles) and again with the cache filled (a later process: loads)."""
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, ADAPTIM_CACHE_DIR=cache)
+        for label in ("first time (compile + load)", "later process (load)"):
+            res = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env,
+                                 capture_output=True, text=True, timeout=600)
+            out[label] = float(res.stdout.strip().splitlines()[-1]) if res.returncode == 0 else None
+    return out
+
+
+def compile_baseline(sizes: list[int], repeat: int, device) -> dict:
+    """torch.compile of RMSprop's arithmetic on one flat buffer (hyperparameters as 0-d tensors
+    so lr changes do not recompile): compile seconds and ms per step, for comparison."""
+    import torch._dynamo
+
+    n = sum(sizes)
+    p, g, v = (torch.randn(n, device=device) for _ in range(3))
+    v.abs_()
+    lr, alpha, eps = (torch.tensor(x, device=device) for x in (1e-2, 0.99, 1e-8))
+
+    @torch.compile(dynamic=False)
+    def rmsprop_flat(p, g, v, lr, alpha, eps):
+        v.mul_(alpha).addcmul_(g, g, value=1 - alpha)
+        p.addcdiv_(g, v.sqrt().add_(eps), value=-lr)
+
+    torch._dynamo.reset()
+    start = time.perf_counter()
+    rmsprop_flat(p, g, v, lr, alpha, eps)
+    _sync(device)
+    compile_s = time.perf_counter() - start
+    ms = 1e3 * _time(lambda: rmsprop_flat(p, g, v, lr, alpha, eps), repeat, device)
+    return {"compile_s": compile_s, "ms_per_step": ms, "numel": n}
+
+
+def run(params: int | None = None, small: tuple[int, int] = (5000, 1000),
+        cases: list[str] | None = None, modes: list[str] | None = None, repeat: int = 3,
+        device: str = "cpu", overhead: bool = True, compile_baseline_flag: bool = False,
+        log=print) -> dict:
+    dev = torch.device(device)
+    cases = cases or list(CASES)
+    modes = modes or list(MODES)
+    sizes = GPT2_SIZES
+    if params is not None:
+        scale = params / sum(GPT2_SIZES)
+        sizes = [max(1, round(n * scale)) for n in GPT2_SIZES]
+    workloads = {
+        f"GPT-2-small shapes ({sum(sizes) / 1e6:.1f}M params, {len(sizes)} tensors)": sizes,
+        f"{small[0]:,} tensors x {small[1]:,} params": [small[1]] * small[0],
+    }
+    report = {
+        "machine": {"platform": platform.platform(), "processor": _cpu_name(),
+                    "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "adaptim": adaptim.__version__,
+                    "device": str(dev) if dev.type == "cpu" else torch.cuda.get_device_name()},
+        "repeat": repeat, "workloads": {},
+    }
+    bw_numel = max(sum(sizes), 2**24)
+
+    def bandwidth(best=None):
+        # measured before and after each workload; the best of all is the machine's (on a
+        # shared machine a single measurement may fall in a busy moment)
+        new = measure_bandwidth(bw_numel, repeat + 2, dev)
+        log(f"  in-place bandwidth GB/s: {new}")
+        return new if best is None else {k: max(best[k], new[k]) for k in new}
+
+    log(f"measuring in-place bandwidth on {dev} ...")
+    bw = bandwidth()
+    timed = {}
+    for label, wsizes in workloads.items():
+        log(f"{label}:")
+        timed[label] = time_workload(wsizes, cases, modes, repeat, dev, log)
+        bw = bandwidth(bw)
+    report["bandwidth_GBps"] = bw
+    for label, wsizes in workloads.items():
+        times, medians = timed[label]
+        n = sum(wsizes)
+        rows = {}
+        for case, row in times.items():
+            k = CASES[case][4]
+            floor_ms = 1e3 * bytes_per_param(k) * n / (bw["best"] * 1e9)
+            floor_bf16_ms = 1e3 * bytes_per_param(k, 2) * n / (bw["best"] * 1e9)
+            torch_best = min((v for m, v in row.items() if m.startswith("torch") and v),
+                             default=None)
+            rows[case] = {"ms": row, "ms_median": medians[case], "torch_fastest_ms": torch_best,
+                          "bytes_per_param": bytes_per_param(k), "floor_ms": floor_ms,
+                          "floor_bf16_ms": floor_bf16_ms}
+        report["workloads"][label] = {"numel": n, "tensors": len(wsizes), "rows": rows}
+    if overhead:
+        log("first fused step overhead (fresh processes) ...")
+        report["first_step_s"] = first_step_overhead()
+        log(f"  {report['first_step_s']}")
+    if compile_baseline_flag:
+        log("torch.compile baseline (RMSprop, flat buffer) ...")
+        report["torch_compile_rmsprop_flat"] = compile_baseline(sizes, repeat, dev)
+        log(f"  {report['torch_compile_rmsprop_flat']}")
+    return report
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 150))
+    bw = report["bandwidth_GBps"]
+    console.print(f"[bold]machine[/]: {report['machine']}")
+    console.print("in-place bandwidth: " + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw.items()))
+    for label, w in report["workloads"].items():
+        table = Table(title=f"{label}: ms per step (best of {report['repeat']}); speedup = "
+                            "torch's fastest mode / adaptim fused; floor = bytes / bandwidth")
+        table.add_column("optimizer", style="bold")
+        for m in MODES:
+            table.add_column(m.replace("adaptim fused", "fused"), justify="right")
+        table.add_column("speedup", justify="right")
+        table.add_column("B/param", justify="right")
+        table.add_column("floor ms", justify="right")
+        table.add_column("floor/fused", justify="right")
+        table.add_column("fp32 floor/bf16", justify="right")
+        for case, r in w["rows"].items():
+            ms = r["ms"]
+            fused = ms.get("adaptim fused")
+            bf16 = ms.get("adaptim fused bf16")
+            cells = [f"{ms[m]:.1f}" if ms.get(m) else "-" for m in MODES]
+            speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
+                     if fused and r["torch_fastest_ms"] else "-")
+            pct = f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "-"
+            pct16 = f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "-"
+            table.add_row(case, *cells, speed, str(r["bytes_per_param"]),
+                          f"{r['floor_ms']:.1f}", pct, pct16)
+        console.print(table)
+    if "first_step_s" in report:
+        console.print("first fused step: " + ", ".join(
+            f"{k}: {v:.2f} s" if v is not None else f"{k}: failed"
+            for k, v in report["first_step_s"].items()))
+    if "torch_compile_rmsprop_flat" in report:
+        c = report["torch_compile_rmsprop_flat"]
+        console.print(f"torch.compile RMSprop on one flat buffer: compile {c['compile_s']:.1f} s, "
+                      f"{c['ms_per_step']:.1f} ms per step")
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables (for the README)."""
+    bw = report["bandwidth_GBps"]
+    lines = [f"Machine: {report['machine']['processor']}, {report['machine']['cpu_count']} cores "
+             f"({report['machine']['torch_threads']} torch threads), torch "
+             f"{report['machine']['torch']}. In-place bandwidth measured in the same run: "
+             + ", ".join(f"`{k}` {v:.1f} GB/s" for k, v in bw.items() if k != "best")
+             + f"; the floor uses the best, {bw['best']:.1f} GB/s.", ""]
+    short = {"torch for-loop": "torch loop", "torch foreach": "torch foreach",
+             "torch fused": "torch fused", "adaptim": "adaptim unfused",
+             "adaptim fused": "**adaptim fused**", "adaptim fused bf16": "fused, bf16 state"}
+    for label, w in report["workloads"].items():
+        lines += [f"**{label}**, ms per step (best of {report['repeat']}):", "",
+                  "| optimizer | " + " | ".join(short[m] for m in MODES)
+                  + " | speedup vs torch's fastest | floor ms (B/param) | floor / fused |"
+                  " fp32 floor / bf16 |",
+                  "|---" * (len(MODES) + 5) + "|"]
+        for case, r in w["rows"].items():
+            ms = r["ms"]
+            fused, bf16 = ms.get("adaptim fused"), ms.get("adaptim fused bf16")
+            cells = [f"{ms[m]:.1f}" if ms.get(m) else "–" for m in MODES]
+            cells[MODES.index("adaptim fused")] = f"**{cells[MODES.index('adaptim fused')]}**"
+            speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
+                     if fused and r["torch_fastest_ms"] else "–")
+            lines.append(f"| {case} | " + " | ".join(cells) + f" | {speed} | "
+                         f"{r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
+                         + (f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "–") + " | "
+                         + (f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "–") + " |")
+        lines.append("")
+    if "first_step_s" in report:
+        lines.append("First fused step (fresh process, 1,000 parameters): " + "; ".join(
+            f"{k}: {v:.2f} s" if v is not None else f"{k}: failed"
+            for k, v in report["first_step_s"].items()) + ".")
+    if "torch_compile_rmsprop_flat" in report:
+        c = report["torch_compile_rmsprop_flat"]
+        lines.append(f"torch.compile of RMSprop's arithmetic on one flat buffer of the same size: "
+                     f"{c['compile_s']:.1f} s to compile, {c['ms_per_step']:.1f} ms per step.")
+    return "\n".join(lines) + "\n"
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("bench", help="time optimizer steps vs torch.optim and the "
+                                            "memory-bandwidth floor")
+    p.add_argument("--params", type=int, default=None,
+                   help="total parameters of the large workload (GPT-2-small shapes scaled; "
+                        "default 124.4M)")
+    p.add_argument("--small", type=int, nargs=2, default=(5000, 1000),
+                   metavar=("TENSORS", "PARAMS"), help="the many-small-tensors workload")
+    p.add_argument("--optimizers", nargs="+", choices=list(CASES), default=None,
+                   help="cases to time (default all)")
+    p.add_argument("--modes", nargs="+", choices=list(MODES), default=None)
+    p.add_argument("--repeat", type=int, default=3, help="timed steps per measurement")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads for the whole run (fewer threads are steadier "
+                        "on a loaded machine); default: torch's")
+    p.add_argument("--no-overhead", action="store_true",
+                   help="skip the first-step overhead measurement")
+    p.add_argument("--compile-baseline", action="store_true",
+                   help="also time torch.compile of RMSprop on a flat buffer")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="write the tables as Markdown (as in the README)")
+    p.set_defaults(func=_cmd)
+    return p
+
+
+def _cmd(args) -> int:
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
+    if args.params is not None and args.params < 148:
+        raise SystemExit("--params must be >= 148")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
+    report = run(params=args.params, small=tuple(args.small), cases=args.optimizers,
+                 modes=args.modes, repeat=args.repeat, device=args.device,
+                 overhead=not args.no_overhead, compile_baseline_flag=args.compile_baseline,
+                 log=lambda s: print(s, file=sys.stderr))
+    print_report(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(report))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaptim bench")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    args = parser.parse_args(["bench", *(argv or [])])
+    return args.func(args)

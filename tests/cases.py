@@ -1,0 +1,100 @@
+"""The table of option sets that drives the parity tests (style: torch.optim's OptimizerInfo).
+
+``CASES[name]`` lists keyword-argument sets for ``adaptim.<name>``. A set that uses only
+arguments torch.optim has is also run against torch.optim; ``ADAPTIM_ONLY`` names the rest.
+"""
+
+from __future__ import annotations
+
+import torch
+
+ADAPTIM_ONLY = {"eps_in_sqrt", "initial_accumulator_value_rms", "lr_in_momentum", "eps_hat",
+                "bias_correction", "convention"}
+
+CASES: dict[str, list[dict]] = {
+    "SGD": [
+        dict(lr=0.1),
+        dict(lr=0.1, momentum=0.9),
+        dict(lr=0.05, momentum=0.9, nesterov=True),
+        dict(lr=0.1, momentum=0.9, dampening=0.5),
+        dict(lr=0.1, momentum=0.5, weight_decay=0.1),
+        dict(lr=0.1, momentum=0.9, maximize=True),
+        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, maximize=True),
+    ],
+    "Adagrad": [
+        dict(),
+        dict(lr=0.1, lr_decay=0.01),
+        dict(lr=0.1, weight_decay=0.1),
+        dict(lr=0.1, initial_accumulator_value=0.5),
+        dict(lr=0.1, maximize=True, eps=1e-3),
+        dict(lr=0.1, eps=1e-3, eps_in_sqrt=True),
+        dict(lr=0.1, convention="keras"),
+    ],
+    "RMSprop": [
+        dict(),
+        dict(lr=1e-3, alpha=0.9),
+        dict(lr=1e-3, centered=True),
+        dict(lr=1e-3, momentum=0.9),
+        dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.1),
+        dict(lr=1e-3, maximize=True, eps=1e-3),
+        dict(lr=1e-3, alpha=0.0), dict(lr=1e-3, alpha=1.0, eps=1e-2),
+        dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True),
+        dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True, centered=True, momentum=0.5),
+        dict(lr=1e-3, initial_accumulator_value=1.0),
+        dict(lr=1e-3, momentum=0.9, lr_in_momentum=True),
+        dict(lr=1e-3, convention="tf1", momentum=0.9, centered=True),
+    ],
+    "Adadelta": [
+        dict(),
+        dict(lr=0.5, rho=0.95),
+        dict(weight_decay=0.1, eps=1e-4),
+        dict(maximize=True),
+        dict(convention="keras", lr=0.1),
+    ],
+    "Adam": [
+        dict(),
+        dict(lr=1e-2, betas=(0.8, 0.99)),
+        dict(lr=1e-2, amsgrad=True),
+        dict(lr=1e-2, weight_decay=0.1),
+        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, amsgrad=True),
+        dict(lr=1e-2, maximize=True, eps=1e-4),
+        dict(lr=1e-2, betas=(0.0, 0.9)),
+        dict(lr=1e-2, eps=1e-6, eps_in_sqrt=True),
+        dict(lr=1e-2, eps=1e-6, eps_hat=True, amsgrad=True),
+        dict(lr=1e-2, bias_correction=False),
+        dict(lr=1e-2, convention="keras"),
+    ],
+    "AdamW": [
+        dict(),
+        dict(lr=1e-2, weight_decay=0.1),
+        dict(lr=1e-2, amsgrad=True, maximize=True),
+        dict(lr=1e-2, weight_decay=0.5, eps_hat=True),
+    ],
+}
+
+# RMSprop's initial_accumulator_value is adaptim-only; Adagrad's is torch's.
+_ONLY_BY_CLASS = {"RMSprop": ADAPTIM_ONLY | {"initial_accumulator_value"}}
+
+
+def torch_supported(name: str, kwargs: dict) -> bool:
+    return not (set(kwargs) & _ONLY_BY_CLASS.get(name, ADAPTIM_ONLY))
+
+
+def case_id(name: str, kwargs: dict) -> str:
+    return name + "(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")"
+
+
+def all_cases():
+    return [(n, kw) for n, kws in CASES.items() for kw in kws]
+
+
+def gradient_sequence(shape, steps: int, dtype=torch.float64, seed: int = 0):
+    """A fixed sequence of gradients of varied scale (some near zero, some large)."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.logspace(-3, 1, steps, dtype=torch.float64)
+    out = []
+    for t in range(steps):
+        g = torch.randn(shape, generator=gen, dtype=torch.float64) * scale[t]
+        out.append(g.to(dtype) if not dtype.is_complex else torch.complex(
+            g, torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype))
+    return out
