@@ -347,3 +347,29 @@ def test_gradscaler_inf_skip_agrees_with_guard():
     assert int(opt_a.state[next(iter(opt_a.state))]["step"]) == 3
     assert int(opt_b.state[next(iter(opt_b.state))]["step"]) == 3
     assert all(torch.equal(a, b) for a, b in zip(_params_of(scaled), _params_of(guarded)))
+
+
+# ------------------------------------------------------------------ fused path
+@pytest.mark.parametrize("name", NAMES)
+def test_guard_on_the_fused_path(name):
+    """The fused kernel takes the clip factor from the guard (gradients scaled on the fly):
+    same result as the unfused clip to float32 rounding; a skipped step is still a no-op."""
+    fused_model, plain_model = _model(), _model()
+    fused = adaptim.create(name, fused_model.parameters(), fused=True, max_grad_norm=0.05,
+                           on_nonfinite="skip")
+    plain = adaptim.create(name, plain_model.parameters(), max_grad_norm=0.05,
+                           on_nonfinite="skip")
+    for step in range(3):
+        for m, o in ((fused_model, fused), (plain_model, plain)):
+            _backward(m, step, scale=10.0)
+            o.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    before = _snapshot(fused_model, fused)
+    _backward(fused_model, 9)
+    _poison(fused_model)
+    fused.step()
+    after = _snapshot(fused_model, fused)
+    assert fused.skipped_steps == 1
+    before[1].pop("adaptim"), after[1].pop("adaptim")
+    _assert_same_state(before, after)
