@@ -395,3 +395,18 @@ def test_batch_norm_remedy_makes_the_sigmoid_net_healthy():
     # the BN gains sit ~30x below their Linear neighbours: compared, they would look vanishing
     stats = {s["layer"]: s["rel_grad"] for s in monitor.history[-1]["layers"]}
     assert stats["1"] < stats["0"] / 5
+
+
+def test_heatmap_marks_nonfinite_cells(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = deep_mlp(3, nn.ReLU, he=True)
+    monitor = GradientMonitor(model)
+    classify_backward(model)
+    monitor.record(step=0)
+    model[2].weight.grad[0, 0] = float("inf")
+    monitor.record(step=1)
+    fig = monitor.plot_heatmap(tmp_path / "bad.png")
+    assert "NaN/Inf" in fig.axes[0].get_title()
+    red = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "red"]
+    assert red == ["2"]  # the layer check() flags as nonfinite
+    assert (tmp_path / "bad.png").stat().st_size > 5000
