@@ -16,7 +16,7 @@ def gradient_heatmap(history: list[dict], path=None, title: str | None = None,
     NaN/Inf cells are drawn magenta, layers without a gradient at a step are left white, and
     the names of the ``highlight`` layers (those the last check flagged) are drawn in red."""
     try:
-        from matplotlib.colors import Normalize
+        from matplotlib.colors import ListedColormap, Normalize
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("plot_heatmap needs matplotlib (pip install 'adaptim[lab]')") from err
@@ -46,13 +46,14 @@ def gradient_heatmap(history: list[dict], path=None, title: str | None = None,
     values[np.isneginf(values)] = lo  # exactly-zero gradient: bottom of the scale
 
     height = min(max(3.5, 2.0 + 0.28 * len(layers)), 14.0)
-    fig = Figure(figsize=(max(6.0, min(2.0 + 0.12 * len(steps), 16.0)), height), dpi=110)
+    fig = Figure(figsize=(max(7.0, min(2.0 + 0.12 * len(steps), 16.0)), height), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", interpolation="nearest",
                       cmap="viridis", norm=Normalize(vmin=lo, vmax=hi))
     if bad.any():
         overlay = np.ma.masked_where(~bad, np.ones_like(values))
-        ax.imshow(overlay, aspect="auto", interpolation="nearest", cmap="spring", vmin=0, vmax=1)
+        ax.imshow(overlay, aspect="auto", interpolation="nearest",
+                  cmap=ListedColormap(["magenta"]), vmin=0, vmax=1)
     ax.set_yticks(range(len(layers)))
     ax.set_yticklabels(layers, fontsize=8 if len(layers) < 30 else 6)
     flagged = set(highlight or ())
@@ -68,12 +69,12 @@ def gradient_heatmap(history: list[dict], path=None, title: str | None = None,
     colorbar = fig.colorbar(image, ax=ax)
     colorbar.set_label("log10 gradient norm")
     caption = title or "Gradient norm per layer"
-    caption += "\ndark = tiny gradient, bright = large"
+    legend = ["dark = tiny gradient, bright = large"]
     if flagged:
-        caption += "; red names = flagged by check()"
+        legend.append("red name = flagged by check()")
     if bad.any():
-        caption += "; magenta = NaN/Inf"
-    ax.set_title(caption, fontsize=10)
+        legend.append("magenta = NaN/Inf")
+    ax.set_title(caption + "\n" + "; ".join(legend), fontsize=9)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path)
