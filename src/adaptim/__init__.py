@@ -6,6 +6,9 @@
 """
 
 from adaptim import conventions, functional
+from adaptim.clip import adaptive_clip_grad_, clip_grad_norm_, clip_grad_value_
+from adaptim.diagnostics import (GradientMonitor, GradientReport, GradientThresholds,
+                                 NonFiniteGradientError)
 from adaptim.optimizers import SGD, Adadelta, Adagrad, Adam, AdamW, RMSprop
 from adaptim.registry import create, get_spec, list_optimizers
 
@@ -14,4 +17,6 @@ __version__ = "0.1.0"
 __all__ = [
     "SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW",
     "create", "get_spec", "list_optimizers", "conventions", "functional", "__version__",
+    "clip_grad_norm_", "clip_grad_value_", "adaptive_clip_grad_",
+    "GradientMonitor", "GradientReport", "GradientThresholds", "NonFiniteGradientError",
 ]

@@ -16,6 +16,8 @@ from adaptim import _validation as V
 __all__ = ["AdaptimOptimizer", "common_defaults", "real_view"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
+# Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
+EXTRA_STATE_KEY = "adaptim"
 
 
 def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
@@ -64,6 +66,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         self._validate_common(defaults)
         self._validate_group(defaults)
         super().__init__(params, defaults)
+        # Steps that on_nonfinite="skip" refused; saved in state_dict under EXTRA_STATE_KEY.
+        self.skipped_steps = 0
 
     # ---------------------------------------------------------------- validation
     @staticmethod
@@ -171,6 +175,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         return loss
 
     # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """torch.optim's state_dict plus ``{"adaptim": {"skipped_steps": n}}``, a top-level key
+        that torch.optim's ``load_state_dict`` ignores (checkpoints stay loadable into torch)."""
+        state_dict = super().state_dict()
+        state_dict[EXTRA_STATE_KEY] = {"skipped_steps": int(self.skipped_steps)}
+        return state_dict
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a checkpoint from adaptim or from torch.optim's optimizer of the same name.
 
@@ -213,10 +224,22 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no group")
             p, saved_group = id_to_param[pid]
             self._check_param_state(pid, p, st, saved_group)
+        skipped = self._saved_skipped_steps(state_dict)
         super().load_state_dict(state_dict)
+        self.skipped_steps = skipped
         # torch casts floating state to the parameter's dtype; restore a group's state_dtype
         for group in self.param_groups:
             _fused.cast_state(self, group)
+
+    @staticmethod
+    def _saved_skipped_steps(state_dict: dict) -> int:
+        # A torch.optim checkpoint has no such key: torch never skips a step.
+        extra = state_dict.get(EXTRA_STATE_KEY, {})
+        skipped = extra.get("skipped_steps", 0) if isinstance(extra, dict) else None
+        if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
+            raise ValueError(f"checkpoint {EXTRA_STATE_KEY!r} entry must be a dict with an "
+                             f"integer 'skipped_steps' >= 0, got {extra!r}")
+        return skipped
 
     def _check_param_state(self, pid, p: Tensor, st: dict, group: dict) -> None:
         if not isinstance(st, dict):
@@ -245,8 +268,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                         f"state of parameter {pid!r}: {key!r} has shape {tuple(value.shape)}, "
                         f"the parameter has shape {tuple(p.shape)}")
 
+    def __getstate__(self) -> dict:
+        # torch.optim pickles only defaults/state/param_groups; keep the skip counter too.
+        return {**super().__getstate__(), "skipped_steps": self.skipped_steps}
+
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, self._torch_group_defaults.get(key, value))
