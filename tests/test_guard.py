@@ -373,3 +373,13 @@ def test_guard_on_the_fused_path(name):
     assert fused.skipped_steps == 1
     before[1].pop("adaptim"), after[1].pop("adaptim")
     _assert_same_state(before, after)
+
+
+@pytest.mark.parametrize("key,value", [("max_grad_norm", 1.0), ("on_nonfinite", "skip")])
+def test_per_group_guard_options_are_refused_not_ignored(key, value):
+    opt = adaptim.Adam([torch.zeros(2, requires_grad=True)])
+    with pytest.raises(ValueError, match="whole optimizer"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], key: value})
+    with pytest.raises(ValueError, match="whole optimizer"):
+        adaptim.SGD([{"params": [torch.zeros(1, requires_grad=True)], key: value}], lr=0.1)
+    assert len(opt.param_groups) == 1

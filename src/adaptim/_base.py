@@ -16,6 +16,8 @@ from adaptim import _validation as V
 __all__ = ["AdaptimOptimizer", "common_defaults", "real_view"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
+# Options read from optimizer.defaults by the guard: a different per-group value is refused.
+OPTIMIZER_WIDE = ("max_grad_norm", "on_nonfinite")
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
 
@@ -103,6 +105,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         # Validate the merged group before torch stores it, so a bad group leaves nothing behind.
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        for key in OPTIMIZER_WIDE:
+            if key in param_group and param_group[key] != self.defaults.get(key):
+                raise ValueError(
+                    f"{key} applies to the whole optimizer (all groups' gradients together); "
+                    f"pass it to the constructor, not to one parameter group")
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._validate_common(merged)
         self._validate_group(merged)
