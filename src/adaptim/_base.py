@@ -12,8 +12,9 @@ from torch import Tensor
 
 from adaptim import _fused, _guard
 from adaptim import _validation as V
+from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["AdaptimOptimizer", "common_defaults", "real_view"]
+__all__ = ["AdaptimOptimizer", "common_defaults"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
 # Options read from optimizer.defaults by the guard: a different per-group value is refused.
@@ -26,16 +27,6 @@ def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
     """The options every adaptim optimizer has beyond torch's: state precision (fused steps),
     clipping inside step() and the non-finite gradient policy."""
     return dict(state_dtype=state_dtype, max_grad_norm=max_grad_norm, on_nonfinite=on_nonfinite)
-
-
-def _scalar_dtype() -> torch.dtype:
-    # torch.optim keeps `step` as a 0-d float tensor of this dtype (float32 unless the default
-    # dtype is float64); matching it keeps checkpoints interchangeable.
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-def real_view(t: Tensor | None) -> Tensor | None:
-    return torch.view_as_real(t) if t is not None and torch.is_complex(t) else t
 
 
 class AdaptimOptimizer(torch.optim.Optimizer):
@@ -124,7 +115,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _new_step() -> Tensor:
-        return torch.tensor(0.0, dtype=_scalar_dtype())
+        return torch.tensor(0.0, dtype=scalar_dtype())
 
     # ---------------------------------------------------------------- step
     def _update(self, group: dict, params: list[Tensor], grads: list[Tensor],

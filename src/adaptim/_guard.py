@@ -13,6 +13,7 @@ import math
 import torch
 from torch import Tensor
 
+from adaptim._tensors import real_view
 from adaptim.clip import clip_coefficient, total_grad_norm
 from adaptim.diagnostics.errors import NonFiniteGradientError
 
@@ -36,7 +37,7 @@ def nonfinite_offenders(optimizer) -> list[tuple[int, int, str | None, int, int]
             g = p.grad
             if g is None or g.is_sparse:
                 continue
-            g = torch.view_as_real(g) if g.is_complex() else g
+            g = real_view(g)
             n_nan, n_inf = int(torch.isnan(g).sum()), int(torch.isinf(g).sum())
             if n_nan or n_inf:
                 found.append((gi, pi, names[pi] if names else None, n_nan, n_inf))

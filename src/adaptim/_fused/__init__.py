@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from adaptim._fused import _ckernel
+from adaptim._tensors import real_view, scalar_dtype
 
 __all__ = ["fused_update", "kernel_available", "cast_state"]
 
@@ -40,15 +41,6 @@ _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
 _warned = False
 # Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
 kernel_calls = 0
-
-
-def _scalar_dtype() -> torch.dtype:
-    # as adaptim._base._scalar_dtype (not imported: _base imports this module)
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
-def _real(t: Tensor | None) -> Tensor | None:
-    return torch.view_as_real(t) if t is not None and t.is_complex() else t
 
 
 def kernel_available(mode: int = 1) -> bool:
@@ -199,7 +191,7 @@ def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
         ops.append(st.get(k))
     first = ops[2]
     if p.is_complex() or (first is not None and first.is_complex()):
-        ops = [_real(t) for t in ops]
+        ops = [real_view(t) for t in ops]
         p = ops[0]
     n = p.numel()
     sdtype = None
@@ -261,7 +253,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
         if mode is not None and not is_sgd:
             step = st["step"]
             if not isinstance(step, Tensor):  # a number from an old checkpoint
-                step = st["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+                step = st["step"] = torch.tensor(float(step), dtype=scalar_dtype())
             step_dtype = _STEP_DTYPES.get(step.dtype, 0) if step.is_cpu and step.numel() == 1 \
                 else 0
             if step_dtype == 0:

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from adaptim._tensors import real_view
+
 __all__ = ["GradientMonitor", "GradientReport", "GradientThresholds", "LayerStats"]
 
 STATUSES = ("healthy", "vanishing", "exploding", "nonfinite")
@@ -178,10 +180,6 @@ def _layers_of(model: nn.Module) -> list[_Layer]:
     return layers
 
 
-def _real(t: Tensor) -> Tensor:
-    return torch.view_as_real(t) if t.is_complex() else t
-
-
 def _hp(group: dict, key: str, default):
     value = group.get(key, default)
     return float(value) if isinstance(value, Tensor) else value
@@ -196,7 +194,7 @@ def _effective_step(state: dict, group: dict) -> tuple[Tensor, Tensor] | None:
     if "exp_avg_sq" in state:  # Adam / AdamW
         v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state \
             else state["exp_avg_sq"]
-        v = _real(v).float()
+        v = real_view(v).float()
         beta2 = float(group.get("betas", (0.9, 0.999))[1])
         b2 = 1 - beta2 ** step if group.get("bias_correction", True) and step > 0 else 1.0
         if group.get("eps_hat", False):
@@ -208,18 +206,18 @@ def _effective_step(state: dict, group: dict) -> tuple[Tensor, Tensor] | None:
         root = v_hat.sqrt()
         return lr / (root + eps), root < eps
     if "acc_delta" in state:  # Adadelta: ε inside both roots
-        v, u = _real(state["square_avg"]).float(), _real(state["acc_delta"]).float()
+        v, u = real_view(state["square_avg"]).float(), real_view(state["acc_delta"]).float()
         return lr * (u + eps).sqrt() / (v + eps).sqrt(), v < eps
     if "square_avg" in state:  # RMSprop (centered: v − ḡ²)
-        v = _real(state["square_avg"]).float()
+        v = real_view(state["square_avg"]).float()
         if group.get("centered") and state.get("grad_avg") is not None:
-            v = v - _real(state["grad_avg"]).float().square()
+            v = v - real_view(state["grad_avg"]).float().square()
         if eps_in_sqrt:
             return lr / (v + eps).sqrt(), v < eps
         root = v.clamp(min=0).sqrt()
         return lr / (root + eps), root < eps
     if "sum" in state:  # Adagrad, with its learning-rate decay
-        v = _real(state["sum"]).float()
+        v = real_view(state["sum"]).float()
         clr = lr / (1 + max(step - 1, 0.0) * _hp(group, "lr_decay", 0.0))
         if eps_in_sqrt:
             return clr / (v + eps).sqrt(), v < eps
@@ -373,8 +371,8 @@ class GradientMonitor:
             with_grad = [p for p in layer.params if p.grad is not None and not p.grad.is_sparse]
             if not with_grad:
                 continue
-            grads = [_real(p.grad) for p in with_grad]
-            params = [_real(p.detach()) for p in with_grad]
+            grads = [real_view(p.grad) for p in with_grad]
+            params = [real_view(p.detach()) for p in with_grad]
             # Squares summed in float64 so a big layer's norm does not overflow float32.
             g2 = torch.stack([n.double() ** 2 for n in torch._foreach_norm(grads)]).sum()
             w2 = torch.stack([n.double() ** 2 for n in torch._foreach_norm(params)]).sum()
@@ -417,7 +415,7 @@ class GradientMonitor:
                     continue
                 # Work on a strided sample of the coordinates (every one for small tensors):
                 # the cost stays bounded however large the layer.
-                sampled = {k: (_sample(_real(v), limit) if isinstance(v, Tensor) and v.ndim > 0
+                sampled = {k: (_sample(real_view(v), limit) if isinstance(v, Tensor) and v.ndim > 0
                                else v) for k, v in state.items()}
                 found = _effective_step(sampled, group)
                 if found is None:
