@@ -111,6 +111,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _init_state(self, param: Tensor, state: dict, group: dict) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _stateless(self, group: dict) -> bool:
+        """True when this group's rule keeps no per-parameter state (plain SGD)."""
+        return False
+
     @staticmethod
     def _new_step() -> Tensor:
         return torch.tensor(0.0, dtype=_scalar_dtype())
@@ -131,7 +135,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise RuntimeError(
                     f"adaptim.{type(self).__name__} does not support sparse gradients; use "
                     "torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
-            state = self.state[p]
+            if p in self.state or not self._stateless(group):
+                state = self.state[p]
+            else:
+                state = {}  # nothing to keep: no empty entry in state_dict, as torch.optim
             if len(state) == 0:
                 self._init_state(p, state, group)
             view = real_view if self.views_complex_as_real else (lambda t: t)

@@ -52,6 +52,9 @@ class SGD(AdaptimOptimizer):
     def _required_state(self, group: dict) -> set[str]:
         return set()
 
+    def _stateless(self, group: dict) -> bool:
+        return V.to_float(group["momentum"]) == 0
+
     def _init_state(self, param, state, group) -> None:
         pass  # the momentum buffer is made from the first gradient, as in torch.optim.SGD
 
