@@ -186,3 +186,34 @@ def test_checkpoint_holds_only_weights_only_types():
                 break  # this optimizer has no convention argument
             walk(opt.state_dict(), f"{spec_name}/{convention}")
     walk(optimizer.state_dict(), "trained optimizer")
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_state_dict_layout_matches_torch_optim(name):
+    """Same parameters with state, same state keys, same step type as torch.optim's checkpoint
+    (so either loads into the other); plain SGD has no per-parameter entries at all."""
+    spec = REGISTRY[name]
+    torch.manual_seed(0)
+    ours_p = [torch.randn(3, 2, requires_grad=True), torch.randn(4, requires_grad=True)]
+    theirs_p = [p.detach().clone().requires_grad_() for p in ours_p]
+    ours = spec.create(ours_p)
+    theirs = getattr(torch.optim, spec.cls.__name__)(theirs_p, **spec.settings, foreach=False)
+    for _ in range(2):
+        for a, b in zip(ours_p, theirs_p):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        ours.step()
+        theirs.step()
+    ours_sd, theirs_sd = ours.state_dict(), theirs.state_dict()
+    assert ours_sd["state"].keys() == theirs_sd["state"].keys()
+    for pid, state in theirs_sd["state"].items():
+        assert ours_sd["state"][pid].keys() == state.keys(), pid
+        for key, value in state.items():
+            assert type(ours_sd["state"][pid][key]) is type(value), key
+            if isinstance(value, torch.Tensor):
+                assert ours_sd["state"][pid][key].dtype == value.dtype, key
+    # and the torch checkpoint loads into adaptim (and back)
+    spec.create([p.detach().clone().requires_grad_() for p in ours_p]).load_state_dict(theirs_sd)
+    getattr(torch.optim, spec.cls.__name__)(
+        [p.detach().clone().requires_grad_() for p in ours_p], **spec.settings
+    ).load_state_dict(ours_sd)
