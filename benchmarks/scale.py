@@ -158,15 +158,27 @@ def run_all(args) -> list[dict]:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| params | optimizer | implementation | step median (ms) | step min (ms) | "
-             "ns/param | GB/s | added peak (MB) | state (MB) | extra (MB) | extra / tensor |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    """One row per (size, optimizer): step time (median, and min in brackets) of each
+    implementation, the state the algorithm needs, and each implementation's extra peak memory
+    (temporaries) in MB."""
+    impls = [i for i in IMPLS if any(r["impl"] == i for r in results)]
+    rows: dict[tuple, dict] = {}
     for r in results:
-        lines.append(f"| {r['size'] / 1e6:.0f}M | {r['optimizer']} | {r['impl']} | "
-                     f"{r['step_ms']:.1f} | {r['step_ms_min']:.1f} | "
-                     f"{r['ns_per_param']:.2f} | {r['gb_per_s']:.1f} | "
-                     f"{r['added_mb']:.0f} | {r['state_mb']:.0f} | {r['extra_mb']:.0f} | "
-                     f"{r['extra_tensors']:.1f} |")
+        rows.setdefault((r["size"], r["optimizer"]), {})[r["impl"]] = r
+    head = " | ".join(f"{i} ms" for i in impls)
+    extra = " / ".join(impls)
+    lines = [f"| params | optimizer | {head} | adaptim ns/param | state MB | extra MB ({extra}) |",
+             "|---:|---|" + "---:|" * len(impls) + "---:|---:|---:|"]
+    for (size, name), by_impl in rows.items():
+        times = " | ".join(
+            f"{by_impl[i]['step_ms']:.1f} ({by_impl[i]['step_ms_min']:.1f})" if i in by_impl
+            else "–" for i in impls)
+        extras = " / ".join(f"{max(by_impl[i]['extra_mb'], 0):.0f}" if i in by_impl else "–"
+                            for i in impls)
+        any_row = next(iter(by_impl.values()))
+        ns = f"{by_impl['adaptim']['ns_per_param']:.2f}" if "adaptim" in by_impl else "–"
+        lines.append(f"| {size / 1e6:.0f}M | {name} | {times} | {ns} | "
+                     f"{any_row['state_mb']:.0f} | {extras} |")
     return "\n".join(lines)
 
 
@@ -185,12 +197,18 @@ def main(argv=None) -> None:
                              "shared machine a descheduled worker thread stalls a whole op")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--from-json", metavar="PATH",
+                        help="print the Markdown table of results saved with --out; run nothing")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name, value in (("--repeats", args.repeats), ("--tensors", args.tensors)):
         if value < 1:
             parser.error(f"{name} must be >= 1")
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(markdown(json.load(f)))
+        return
     if args.worker:
         print(json.dumps(worker(args.size, args.optimizers, args.impls, args.repeats,
                                 args.tensors, args.threads)))
