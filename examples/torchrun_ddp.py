@@ -126,6 +126,10 @@ def main() -> None:
     save_checkpoint(args.checkpoint, model, optimizer, scheduler, step)
     if rank == 0:
         print(f"saved {args.checkpoint} at step {step}", flush=True)
+    # Release DDP (its reducer holds the process group) and let every rank arrive before the
+    # group is torn down: a rank that destroys it while a peer still uses it can abort at exit.
+    del ddp
+    dist.barrier()
     dist.destroy_process_group()
 
 
