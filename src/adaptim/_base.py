@@ -5,6 +5,7 @@ which state they keep and which update rule to call."""
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -13,6 +14,7 @@ from torch import Tensor
 from adaptim import _fused, _guard
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
+from adaptim.conventions import CONVENTIONS
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
@@ -21,6 +23,8 @@ NONFINITE_POLICIES = ("propagate", "skip", "raise")
 OPTIMIZER_WIDE = ("max_grad_norm", "on_nonfinite")
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
+# State keys (of any adaptim optimizer) that are sums or averages of squares: never negative.
+NONNEGATIVE_STATE = frozenset({"sum", "square_avg", "acc_delta", "exp_avg_sq", "max_exp_avg_sq"})
 
 
 def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
@@ -79,6 +83,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{flag}=True is not supported by adaptim")
         if group.get("max_grad_norm") is not None:
             V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
+        convention = group.get("convention", "torch")
+        if not isinstance(convention, str) or convention not in CONVENTIONS:
+            # (in a param group or a checkpoint; the constructor's resolve() checks its own)
+            raise ValueError(f"Invalid convention: {convention!r} (valid: "
+                             f"{', '.join(CONVENTIONS)})")
         policy = group.get("on_nonfinite", "propagate")
         if policy not in NONFINITE_POLICIES:
             raise ValueError(f"Invalid on_nonfinite: {policy!r} (valid: "
@@ -113,6 +122,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _init_state(self, param: Tensor, state: dict, group: dict) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def _stateless(self, group: dict) -> bool:
+        """True when this group's rule keeps no per-parameter state (plain SGD)."""
+        return False
+
     @staticmethod
     def _new_step() -> Tensor:
         return torch.tensor(0.0, dtype=scalar_dtype())
@@ -133,7 +146,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise RuntimeError(
                     f"adaptim.{type(self).__name__} does not support sparse gradients; use "
                     "torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
-            state = self.state[p]
+            if p in self.state or not self._stateless(group):
+                state = self.state[p]
+            else:
+                state = {}  # nothing to keep: no empty entry in state_dict, as torch.optim
             if len(state) == 0:
                 self._init_state(p, state, group)
             view = real_view if self.views_complex_as_real else (lambda t: t)
@@ -253,18 +269,50 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if missing:
             raise ValueError(f"state of parameter {pid!r} lacks {sorted(missing)} needed with "
                              "this group's options")
+        required = self._required_state(group)
         for key, value in st.items():
             if key == "step":
-                if not (isinstance(value, (int, float)) or
-                        (isinstance(value, Tensor) and value.numel() == 1)):
+                if not ((isinstance(value, (int, float)) and not isinstance(value, bool)) or
+                        (isinstance(value, Tensor) and value.numel() == 1
+                         and not value.is_complex())):
                     raise ValueError(f"state of parameter {pid!r}: 'step' must be a number")
-            elif value is not None:
+                count = float(value.item() if isinstance(value, Tensor) else value)
+                if not (math.isfinite(count) and count >= 0 and count == int(count)):
+                    raise ValueError(f"state of parameter {pid!r}: 'step' must be a whole "
+                                     f"number >= 0, got {count!r}")
+            elif value is None:
+                if key in required:
+                    raise ValueError(f"state of parameter {pid!r}: {key!r} is None but this "
+                                     "group's options need it")
+            else:
                 if not isinstance(value, Tensor):
                     raise ValueError(f"state of parameter {pid!r}: {key!r} must be a tensor")
                 if value.shape != p.shape:
                     raise ValueError(
                         f"state of parameter {pid!r}: {key!r} has shape {tuple(value.shape)}, "
                         f"the parameter has shape {tuple(p.shape)}")
+                self._check_state_values(pid, p, key, value)
+
+    @staticmethod
+    def _check_state_values(pid, p: Tensor, key: str, value: Tensor) -> None:
+        """A state tensor's dtype kind must match the parameter's (torch.optim would cast an
+        integer tensor silently and drop a complex one's imaginary part); it must hold no NaN,
+        and running sums/averages of squares must be >= 0, or the next step is garbage."""
+        if not (value.is_floating_point() or value.is_complex()):
+            raise ValueError(f"state of parameter {pid!r}: {key!r} has dtype {value.dtype}; "
+                             "optimizer state is floating point")
+        if value.is_complex() != p.is_complex():
+            raise ValueError(f"state of parameter {pid!r}: {key!r} is "
+                             f"{'complex' if value.is_complex() else 'real'} ({value.dtype}) "
+                             f"but the parameter is {p.dtype}")
+        local = value.to_local() if hasattr(value, "to_local") else value  # DTensor shard
+        local = real_view(local)
+        if key in NONNEGATIVE_STATE:
+            if not bool((local >= 0).all()):
+                raise ValueError(f"state of parameter {pid!r}: {key!r} (a sum or average of "
+                                 "squares) has negative or NaN entries")
+        elif bool(local.isnan().any()):
+            raise ValueError(f"state of parameter {pid!r}: {key!r} has NaN entries")
 
     def __getstate__(self) -> dict:
         # torch.optim pickles only defaults/state/param_groups; keep the skip counter too.

@@ -70,7 +70,9 @@ def adam_tensor(
         denom = second.div(bias_correction2).add_(eps).sqrt_()
     else:
         step_size = lr / bias_correction1
-        denom = (second.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+        # in place after the sqrt: one temporary, not two (same bits). Two freed together at
+        # return made glibc trim the heap, so every step page-faulted fresh memory (2-3x slower).
+        denom = second.sqrt().div_(math.sqrt(bias_correction2)).add_(eps)
     param.addcdiv_(exp_avg, denom, value=-step_size)
 
 

@@ -5,7 +5,7 @@ Update rule::
     g ← ±∇f(θ) + λ θ
     E[g²] ← α E[g²] + (1 − α) g²                     (state ``square_avg``; α is "rho" elsewhere)
     E[g]  ← α E[g]  + (1 − α) g                      (state ``grad_avg``, centered only)
-    s ← E[g²] − E[g]²   if centered  else  E[g²]
+    s ← max(E[g²] − E[g]², 0)   if centered  else  E[g²]   (≥ 0 exactly; the max undoes rounding)
     r ← √s + ε          eps_in_sqrt=False  (PyTorch; the textbook *code*)
     r ← √(s + ε)        eps_in_sqrt=True   (TF1, Keras, optax; the textbook *equation*)
     without momentum:   θ ← θ − η g / r
@@ -48,7 +48,10 @@ def rmsprop_tensor(
     square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
     if centered:
         grad_avg.lerp_(grad, 1 - alpha)
-        s = square_avg.addcmul(grad_avg, grad_avg, value=-1)
+        # E[g²] − E[g]² ≥ 0 exactly (Cauchy–Schwarz), but rounding (a fused multiply-add) can
+        # make it slightly negative when the two nearly cancel (α → 0): √ of that is NaN, as in
+        # torch.optim. Clamping changes nothing where the value is ≥ 0.
+        s = square_avg.addcmul(grad_avg, grad_avg, value=-1).clamp_min_(0)
         avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_().add_(eps)
     else:
         avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt().add_(eps)

@@ -46,6 +46,8 @@ class Adam(AdaptimOptimizer):
                  on_nonfinite: str = "propagate", decoupled_weight_decay: bool = False, eps_in_sqrt: bool | None = None,
                  eps_hat: bool | None = None, bias_correction: bool = True,
                  convention: str = "torch") -> None:
+        if eps_in_sqrt is True and eps_hat is None:
+            eps_hat = False  # an explicit ε placement wins over the convention's (ε̂ in tf1/keras)
         hp = resolve("adam", convention, dict(lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
                                               eps_hat=eps_hat))
         defaults = dict(**hp, betas=betas, weight_decay=weight_decay, amsgrad=amsgrad,

@@ -77,6 +77,10 @@ class RMSprop(AdaptimOptimizer):
         state["step"] = self._new_step()
         state["square_avg"] = torch.full_like(
             param, group["initial_accumulator_value"], memory_format=torch.preserve_format)
+        if param.is_complex():
+            # E[g²] is kept per real component (the real view), so both the real and the
+            # imaginary part start at the value; full_like alone gives complex(v, 0).
+            torch.view_as_real(state["square_avg"]).fill_(group["initial_accumulator_value"])
         if V.to_float(group["momentum"]) > 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         if group["centered"]:

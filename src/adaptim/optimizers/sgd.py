@@ -50,7 +50,11 @@ class SGD(AdaptimOptimizer):
             raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0")
 
     def _required_state(self, group: dict) -> set[str]:
-        return set()
+        # a parameter with state under momentum has its buffer (made on its first step)
+        return {"momentum_buffer"} if V.to_float(group["momentum"]) != 0 else set()
+
+    def _stateless(self, group: dict) -> bool:
+        return V.to_float(group["momentum"]) == 0
 
     def _init_state(self, param, state, group) -> None:
         pass  # the momentum buffer is made from the first gradient, as in torch.optim.SGD
