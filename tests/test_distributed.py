@@ -42,7 +42,7 @@ import torch.multiprocessing as mp
 import adaptim
 from adaptim.registry import REGISTRY
 
-FUSED_MODES = [False]
+FUSED_MODES = [False, True]
 WORLD_SIZE = 2
 STEPS = 5
 SPAWN_TIMEOUT_S = 180

@@ -52,6 +52,7 @@ OPTIONS: dict[str, list[dict]] = {
         dict(lr=1e-3, maximize=True, eps=1e-3),
         dict(lr=1e-3, alpha=0.3, centered=True),  # lerp weight ≥ 0.5: torch's other branch
         dict(lr=1e-3, alpha=0.0, eps=1e-3),
+        dict(lr=1e-3, alpha=0.0, centered=True, eps=1e-3),  # E[g²] − E[g]² ≈ 0: clamped at 0
         dict(lr=1e-3, alpha=1.0, eps=1e-2),
         dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True),
         dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True, centered=True, momentum=0.5),

@@ -25,8 +25,8 @@ import torch
 import adaptim
 from adaptim.registry import REGISTRY
 
-FUSED_MODES = [False]
-NONFINITE_POLICIES = ["propagate"]
+FUSED_MODES = [False, True]
+NONFINITE_POLICIES = ["propagate", "skip", "raise"]
 LOW_PRECISION = [torch.bfloat16, torch.float16]
 
 # (torch.optim class name, keyword arguments): every registry entry plus other code paths.

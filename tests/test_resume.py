@@ -25,8 +25,8 @@ import torch
 import adaptim
 from adaptim.registry import REGISTRY
 
-FUSED_MODES = [False]
-STATE_DTYPES = [None]
+FUSED_MODES = [False, True]
+STATE_DTYPES = [None, torch.bfloat16]
 PARAM_DTYPES = [torch.float32, torch.bfloat16]
 N_STEPS, K_STEPS = 9, 4
 

@@ -227,6 +227,14 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     rule, make_hp = _RULES[name]
     is_sgd = name == "sgd"
     momentum = _f(group["momentum"]) if is_sgd else 0.0
+    if any(map(_is_dtensor, params)):
+        # FSDP2 / DTensor: the kernel works on each rank's local shard (same storage). A state
+        # made by this step (SGD's first momentum buffer) must be a DTensor: reference path.
+        if is_sgd and momentum != 0 and any(st.get("momentum_buffer") is None for st in states):
+            _reference_update(optimizer, group, params, grads, states, grad_scale)
+            return
+        params, grads = list(map(_local, params)), list(map(_local, grads))
+        states = [{k: _local(v) for k, v in st.items()} for st in states]
     nthreads = torch.get_num_threads()
     plan = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
     if plan is not None and not (is_sgd and momentum != 0 and plan[0][2] is None):
@@ -284,6 +292,15 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
         _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
                           [states[i] for i in rest], grad_scale)
         cast_state(optimizer, group, [states[i] for i in rest])
+
+
+def _is_dtensor(t) -> bool:
+    return hasattr(t, "to_local") and hasattr(t, "placements")
+
+
+def _local(t):
+    """A DTensor's local shard (shares its storage); anything else as it is."""
+    return t.to_local() if _is_dtensor(t) else t
 
 
 _IS_CPU = operator.attrgetter("is_cpu")

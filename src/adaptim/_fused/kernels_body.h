@@ -102,6 +102,7 @@ INLINE void FN(rmsprop_loop)(T *restrict P, const T *restrict G, ST *restrict SQ
             ga = FMA(coeff, g - ga, small ? ga : g);
             STR(GA, i, ga);
             s = FMA(-ga, ga, sq);
+            s = s < (T)0 ? (T)0 : s; /* rounding can make E[g²] − E[g]² < 0; NaN passes */
         }
         T avg = eps_in_sqrt ? SQRT(s + eps) : SQRT(s) + eps;
         if (has_mom) {
