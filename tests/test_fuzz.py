@@ -32,7 +32,6 @@ from hypothesis import strategies as st
 from reference import REFERENCES
 
 import adaptim
-from adaptim.conventions import PRESETS
 
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -273,10 +272,10 @@ HOSTILE = [float("nan"), float("inf"), -float("inf"), -1.0, -1e-12, 0.0, 0.5, 1.
 
 def is_valid(name: str, key: str, domain: str, value) -> bool:
     if value is None:
-        # None means "not given" for the settings a convention presets (documented in
-        # adaptim.conventions.resolve): the preset's value is used
-        preset = PRESETS.get("adam" if name == "AdamW" else name.lower(), {}).get("torch", {})
-        return key in preset or domain == "optional_bool"
+        # None means "not given" only for adaptim's own switches whose default is None
+        # (eps_in_sqrt, eps_hat, lr_in_momentum: the convention decides); for torch's numeric
+        # arguments it is refused, as torch.optim refuses it
+        return domain == "optional_bool"
     if domain == "convention":
         return value in ("torch", "tf1", "keras", "optax")
     if domain in ("bool", "optional_bool"):

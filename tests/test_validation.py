@@ -113,3 +113,20 @@ def test_signature_matches_torch(name):
     positional = lambda ps: [k for k, p in ps.items()
                              if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
     assert positional(ours)[:len(positional(theirs))] == positional(theirs)
+
+
+@pytest.mark.parametrize("key", ["lr", "alpha", "eps", "initial_accumulator_value"])
+def test_none_for_a_number_is_refused_as_torch_does(key):
+    with pytest.raises(TypeError, match="real number"):
+        adaptim.RMSprop(P(), **{key: None})
+
+
+def test_a_group_cannot_carry_its_own_convention():
+    opt = adaptim.RMSprop(P(), convention="keras")
+    with pytest.raises(ValueError, match="convention cannot differ"):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)],
+                             "convention": "torch"})
+    assert len(opt.param_groups) == 1
+    # The same convention, or none at all, is fine.
+    opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "convention": "keras"})
+    assert opt.param_groups[1]["eps"] == 1e-7

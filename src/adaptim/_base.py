@@ -19,8 +19,15 @@ from adaptim.conventions import CONVENTIONS
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
-# Options read from optimizer.defaults by the guard: a different per-group value is refused.
-OPTIMIZER_WIDE = ("max_grad_norm", "on_nonfinite")
+# Options that only the constructor can set: a parameter group giving another value is refused.
+_WIDE = "it applies to the whole optimizer (all groups' gradients together); pass it to the " \
+        "constructor"
+CONSTRUCTOR_ONLY = {
+    "max_grad_norm": _WIDE,
+    "on_nonfinite": _WIDE,
+    "convention": "a convention is resolved into hyperparameters when the optimizer is built; "
+                  "give this group its hyperparameters (eps, alpha, ...) explicitly",
+}
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
 # State keys (of any adaptim optimizer) that are sums or averages of squares: never negative.
@@ -105,11 +112,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         # Validate the merged group before torch stores it, so a bad group leaves nothing behind.
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
-        for key in OPTIMIZER_WIDE:
+        for key, why in CONSTRUCTOR_ONLY.items():
             if key in param_group and param_group[key] != self.defaults.get(key):
-                raise ValueError(
-                    f"{key} applies to the whole optimizer (all groups' gradients together); "
-                    f"pass it to the constructor, not to one parameter group")
+                raise ValueError(f"{key} cannot differ between parameter groups: {why}")
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._validate_common(merged)
         self._validate_group(merged)

@@ -64,6 +64,9 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
 }
 
 
+_NONE_MEANS_PRESET = frozenset({"eps_in_sqrt", "eps_hat", "lr_in_momentum"})
+
+
 class Default(float):
     """A float default that remembers it was not passed explicitly, so a convention may replace
     it. It compares and computes exactly like the float it wraps."""
@@ -75,8 +78,11 @@ class Default(float):
 def resolve(optimizer: str, convention: str, given: dict[str, object]) -> dict[str, object]:
     """Merge a convention's preset under the explicitly given arguments.
 
-    ``given`` holds the constructor's arguments; values that are :class:`Default` instances or
-    ``None`` count as not given and are taken from the preset.
+    ``given`` holds the constructor's arguments; :class:`Default` instances (torch's arguments
+    left at their default) and ``None`` for adaptim's own switches (``eps_in_sqrt``, ``eps_hat``,
+    ``lr_in_momentum``, whose signature default is None) count as not given and are taken from
+    the preset. ``None`` for one of torch's numeric arguments stays None and is refused by
+    validation, as torch.optim refuses it.
     """
     if not isinstance(convention, str) or convention not in CONVENTIONS:
         hint = difflib.get_close_matches(str(convention), CONVENTIONS, n=1)
@@ -86,7 +92,8 @@ def resolve(optimizer: str, convention: str, given: dict[str, object]) -> dict[s
     preset = PRESETS[optimizer][convention]
     out = {}
     for key, value in given.items():
-        if key in preset and (value is None or type(value) is Default):
+        if key in preset and ((value is None and key in _NONE_MEANS_PRESET)
+                              or type(value) is Default):
             out[key] = preset[key]
         elif type(value) is Default:
             out[key] = float(value)
