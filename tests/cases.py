@@ -20,6 +20,7 @@ CASES: dict[str, list[dict]] = {
         dict(lr=0.1, momentum=0.5, weight_decay=0.1),
         dict(lr=0.1, momentum=0.9, maximize=True),
         dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, maximize=True),
+        dict(lr=0.1, weight_decay=0.1, maximize=True),
     ],
     "Adagrad": [
         dict(),
@@ -29,6 +30,7 @@ CASES: dict[str, list[dict]] = {
         dict(lr=0.1, maximize=True, eps=1e-3),
         dict(lr=0.1, eps=1e-3, eps_in_sqrt=True),
         dict(lr=0.1, convention="keras"),
+        dict(lr=0.1, convention="tf1"),
     ],
     "RMSprop": [
         dict(),
@@ -38,11 +40,15 @@ CASES: dict[str, list[dict]] = {
         dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.1),
         dict(lr=1e-3, maximize=True, eps=1e-3),
         dict(lr=1e-3, alpha=0.0), dict(lr=1e-3, alpha=1.0, eps=1e-2),
+        dict(lr=1e-3, alpha=0.3, centered=True),  # lerp weight ≥ 0.5: torch's other branch
+        dict(lr=1e-3, alpha=0.0, eps=1e-3),
         dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True),
         dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True, centered=True, momentum=0.5),
         dict(lr=1e-3, initial_accumulator_value=1.0),
         dict(lr=1e-3, momentum=0.9, lr_in_momentum=True),
         dict(lr=1e-3, convention="tf1", momentum=0.9, centered=True),
+        dict(convention="keras"),
+        dict(convention="optax", momentum=0.9),
     ],
     "Adadelta": [
         dict(),
@@ -50,6 +56,7 @@ CASES: dict[str, list[dict]] = {
         dict(weight_decay=0.1, eps=1e-4),
         dict(maximize=True),
         dict(convention="keras", lr=0.1),
+        dict(convention="tf1"),
     ],
     "Adam": [
         dict(),
@@ -63,6 +70,7 @@ CASES: dict[str, list[dict]] = {
         dict(lr=1e-2, eps=1e-6, eps_hat=True, amsgrad=True),
         dict(lr=1e-2, bias_correction=False),
         dict(lr=1e-2, convention="keras"),
+        dict(lr=1e-2, convention="tf1", weight_decay=0.01),
     ],
     "AdamW": [
         dict(),

@@ -18,81 +18,18 @@ import adaptim
 from adaptim import _fused
 from adaptim._fused import _ckernel
 from adaptim.registry import REGISTRY
+from cases import CASES as SHARED_CASES
 
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-6, atol=1e-6)}
 
-# Option sets per class (style: torch.optim's OptimizerInfo), on top of each registry entry.
-OPTIONS: dict[str, list[dict]] = {
-    "SGD": [
-        dict(lr=0.1),
-        dict(lr=0.1, momentum=0.9),
-        dict(lr=0.05, momentum=0.9, nesterov=True),
-        dict(lr=0.1, momentum=0.9, dampening=0.5),
-        dict(lr=0.1, momentum=0.5, weight_decay=0.1),
-        dict(lr=0.1, weight_decay=0.1, maximize=True),
-        dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01, maximize=True),
-        dict(lr=torch.tensor(0.1), momentum=0.9),
-    ],
-    "Adagrad": [
-        dict(),
-        dict(lr=0.1, lr_decay=0.01),
-        dict(lr=0.1, weight_decay=0.1),
-        dict(lr=0.1, initial_accumulator_value=0.5),
-        dict(lr=0.1, maximize=True, eps=1e-3),
-        dict(lr=0.1, eps=1e-3, eps_in_sqrt=True),
-        dict(lr=0.1, convention="keras"),
-        dict(lr=0.1, convention="tf1"),
-    ],
-    "RMSprop": [
-        dict(),
-        dict(lr=1e-3, alpha=0.9),
-        dict(lr=1e-3, centered=True),
-        dict(lr=1e-3, momentum=0.9),
-        dict(lr=1e-3, momentum=0.9, centered=True, weight_decay=0.1),
-        dict(lr=1e-3, maximize=True, eps=1e-3),
-        dict(lr=1e-3, alpha=0.3, centered=True),  # lerp weight ≥ 0.5: torch's other branch
-        dict(lr=1e-3, alpha=0.0, eps=1e-3),
-        dict(lr=1e-3, alpha=0.0, centered=True, eps=1e-3),  # E[g²] − E[g]² ≈ 0: clamped at 0
-        dict(lr=1e-3, alpha=1.0, eps=1e-2),
-        dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True),
-        dict(lr=1e-3, eps=1e-3, eps_in_sqrt=True, centered=True, momentum=0.5),
-        dict(lr=1e-3, initial_accumulator_value=1.0),
-        dict(lr=1e-3, momentum=0.9, lr_in_momentum=True),
-        dict(lr=1e-3, convention="tf1", momentum=0.9, centered=True),
-        dict(convention="keras"),
-        dict(convention="optax", momentum=0.9),
-        dict(lr=torch.tensor(1e-3), momentum=0.9),
-    ],
-    "Adadelta": [
-        dict(),
-        dict(lr=0.5, rho=0.95),
-        dict(weight_decay=0.1, eps=1e-4),
-        dict(maximize=True),
-        dict(convention="keras", lr=0.1),
-        dict(convention="tf1"),
-    ],
-    "Adam": [
-        dict(),
-        dict(lr=1e-2, betas=(0.8, 0.99)),
-        dict(lr=1e-2, amsgrad=True),
-        dict(lr=1e-2, weight_decay=0.1),
-        dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True, amsgrad=True),
-        dict(lr=1e-2, maximize=True, eps=1e-4),
-        dict(lr=1e-2, betas=(0.0, 0.9)),
-        dict(lr=1e-2, eps=1e-6, eps_in_sqrt=True),
-        dict(lr=1e-2, eps=1e-6, eps_hat=True, amsgrad=True),
-        dict(lr=1e-2, bias_correction=False),
-        dict(lr=1e-2, convention="keras"),
-        dict(lr=1e-2, convention="tf1", weight_decay=0.01),
-        dict(lr=torch.tensor(1e-2)),
-    ],
-    "AdamW": [
-        dict(),
-        dict(lr=1e-2, weight_decay=0.1),
-        dict(lr=1e-2, amsgrad=True, maximize=True),
-        dict(lr=1e-2, weight_decay=0.5, eps_hat=True),
-    ],
-}
+# Option sets per class: the shared table (tests/cases.py, also used for the NumPy-reference and
+# torch.optim parity tests) plus tensor learning rates, which the fused path reads as numbers.
+OPTIONS: dict[str, list[dict]] = {name: list(sets) for name, sets in SHARED_CASES.items()}
+OPTIONS["SGD"].append(dict(lr=torch.tensor(0.1), momentum=0.9))
+OPTIONS["RMSprop"].append(dict(lr=torch.tensor(1e-3), momentum=0.9))
+OPTIONS["Adam"].append(dict(lr=torch.tensor(1e-2)))
+# E[g²] − E[g]² cancels to ~0 (α = 0): both paths clamp the rounding residue at 0 (torch: NaN)
+OPTIONS["RMSprop"].append(dict(lr=1e-3, alpha=0.0, centered=True, eps=1e-3))
 
 # Every registry entry with its own settings, then every option set of its class.
 CASES = [(name, {}) for name in REGISTRY] + [

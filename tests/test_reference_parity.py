@@ -79,3 +79,15 @@ def test_eps_placement_changes_the_step():
     # outside: 1e-4/(1e-4 + 1e-4) = 0.5 ; inside: 1e-4/sqrt(1e-8 + 1e-4) ≈ 0.0099995
     assert outs[0] == pytest.approx(0.5, rel=1e-12)
     assert outs[1] == pytest.approx(1e-4 / np.sqrt(1e-8 + 1e-4), rel=1e-12)
+
+
+def test_centered_rmsprop_stays_finite_when_the_variance_cancels():
+    """With α = 0, E[g²] − E[g]² = g² − g² is 0 in exact arithmetic; a fused multiply-add can
+    leave a tiny negative residue whose square root is NaN (torch.optim's result). adaptim clamps
+    it at 0, so the step is g / ε."""
+    p = torch.zeros(64, dtype=torch.float32, requires_grad=True)
+    opt = adaptim.RMSprop([p], lr=1e-3, alpha=0.0, centered=True, eps=1e-3)
+    for g in gradient_sequence((64,), 50, dtype=torch.float32):
+        p.grad = g.clone()
+        opt.step()
+    assert torch.isfinite(p).all()
