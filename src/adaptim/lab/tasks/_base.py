@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from adaptim.clip import clip_grad_norm_, total_grad_norm
 from adaptim.lab.probes import effective_lr, state_bytes
 
 __all__ = ["Task", "RunOutput", "train", "seeded_generator"]
@@ -87,7 +88,7 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
           after_backward: Callable[[int], None] | None = None,
           record_grad_norm: bool = False) -> RunOutput:
     """The loop every task uses: ``loss = compute_loss(step)``, backward, optional clipping
-    (``torch.nn.utils.clip_grad_norm_``), ``optimizer.step()``.
+    (``adaptim.clip_grad_norm_``, identical to torch.nn.utils'), ``optimizer.step()``.
 
     Records the loss every step and the wall time; stops early when the loss becomes
     non-finite (``diverged``; the rest of the curve is NaN). ``probes`` are read every
@@ -117,10 +118,9 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
         if after_backward is not None:
             after_backward(step)
         if clip_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
+            norm = clip_grad_norm_(params, clip_norm)
         elif record_grad_norm:
-            norm = torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None]))
+            norm = total_grad_norm([p.grad for p in params if p.grad is not None], 2.0)
         else:
             norm = None
         if norm is not None:

@@ -128,7 +128,7 @@ exploding_task = Task(
     description=(f"A ReLU RNN on the adding problem (T={EXPLODING_LENGTH}) whose recurrent "
                  f"matrix is {EXPLODING_GAIN} × an orthogonal matrix, so gradients grow "
                  "geometrically with the sequence length. The learning rate is swept with "
-                 f"clipping on (torch.nn.utils.clip_grad_norm_, max norm {CLIP_NORM}) and the "
+                 f"clipping on (adaptim.clip_grad_norm_, max norm {CLIP_NORM}) and the "
                  "same rate is then used without clipping: the plot shows the gradient norm "
                  "before clipping and the loss. A non-finite loss ends a run (diverged)."),
     variants=("clipped", "unclipped"),
