@@ -8,7 +8,6 @@ with max_grad_norm=1.0; prints each report and writes heatmaps + JSONL/CSV histo
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch

@@ -345,7 +345,7 @@ def _typical_uses(ix: _Index) -> list[Verdict]:
             good = [o for o in hits if _compare(g[o], last_good, metric, lower) != "b"]
             parts.append(HOLDS if hits and len(good) == len(hits) else NOT_HOLD if not good else MIXED)
             evidence.append(f"{t}·{variant}: ranking by {metric} " + " > ".join(order)
-                            + f"; within the better half or its seed spread: "
+                            + "; within the better half or its seed spread: "
                             + (", ".join(good) if good else "neither"))
         status = _combine(parts) if parts else MIXED
         out.append(Verdict(claim, src, status, evidence, f"#fig-{task}-loss", [task]))
@@ -413,7 +413,7 @@ def _remedy_clipping(ix: _Index) -> Verdict:
         raw = ix.get("exploding", "unclipped", opt)
         if raw is None:
             continue
-        g_raw, g_clip = _stat(raw, "max_grad_norm"), _stat(clipped, "max_grad_norm")
+        g_raw = _stat(raw, "max_grad_norm")
         exploded = raw.diverged > 0 or (g_raw is not None and g_raw["max"] > 100)
         tamed = clipped.diverged == 0 and _compare(clipped, raw, "final_loss") != "b"
         if exploded:
