@@ -62,11 +62,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     _torch_group_defaults: dict[str, object] = {}
 
     def __init__(self, params, defaults: dict) -> None:
-        for flag in ("differentiable", "capturable"):
-            if defaults.get(flag):
-                raise ValueError(
-                    f"{flag}=True is not supported by adaptim.{type(self).__name__}; use "
-                    f"torch.optim.{type(self).__name__} for {flag} steps")
         self._validate_common(defaults)
         self._validate_group(defaults)
         super().__init__(params, defaults)
@@ -74,8 +69,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
 
     # ---------------------------------------------------------------- validation
-    @staticmethod
-    def _validate_common(group: dict) -> None:
+    def _validate_common(self, group: dict) -> None:
         V.check_lr(group["lr"])
         if "weight_decay" in group:
             V.check_finite_nonneg("weight_decay", group["weight_decay"])
@@ -87,7 +81,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 V.check_optional_bool(flag, group[flag])
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
-                raise ValueError(f"{flag}=True is not supported by adaptim")
+                name = type(self).__name__
+                raise ValueError(f"{flag}=True is not supported by adaptim.{name}; use "
+                                 f"torch.optim.{name} for {flag} steps")
         if group.get("max_grad_norm") is not None:
             V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
         convention = group.get("convention", "torch")
