@@ -303,9 +303,11 @@ def test_torchrun_example_runs(tmp_path):
     """The copyable example, launched the way a user would: torchrun, 2 processes."""
     checkpoint = tmp_path / "ckpt.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for attempt in range(2):
-        # the free port can be taken by another process before torchrun binds it: retry once
-        # with a new one in that case only
+    for attempt in range(3):
+        # Retried with a new port in two cases only: the free port was taken before torchrun
+        # bound it, or a rank aborted during process-group teardown after training finished
+        # ("terminate called without an active exception": seen once in ~9 full-suite runs, a
+        # gloo shutdown race outside adaptim). Any other failure fails at once.
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                "--master_addr=127.0.0.1", f"--master_port={free_port()}",
                str(ROOT / "examples" / "torchrun_ddp.py"), "--steps", "30",
@@ -313,7 +315,9 @@ def test_torchrun_example_runs(tmp_path):
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
         port_taken = re.search(r"address already in use|EADDRINUSE|failed to listen",
                                run.stderr, re.IGNORECASE)
-        if run.returncode == 0 or not port_taken:
+        teardown_abort = ("terminate called without an active exception" in run.stderr
+                          and "saved " in run.stdout)
+        if run.returncode == 0 or not (port_taken or teardown_abort):
             break
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     losses = [float(v) for v in re.findall(r"loss ([0-9.eE+-]+)", run.stdout)]
