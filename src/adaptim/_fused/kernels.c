@@ -120,17 +120,7 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #define ST double
 #define LD(a, i) ((a)[i])
 #define STR(a, i, v) ((a)[i] = (v))
-#include "kernels_body.h"
-#undef SUFFIX
-#undef T
-#undef ST
-#undef LD
-#undef STR
-#undef SQRT
-#undef FMA
-#endif
-
-#if ADAPTIM_MODE == 1
+#elif ADAPTIM_MODE == 1
 #define SUFFIX f32
 #define SQRT sqrtf
 #define FMA fmaf
@@ -138,17 +128,7 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #define ST float
 #define LD(a, i) ((a)[i])
 #define STR(a, i, v) ((a)[i] = (v))
-#include "kernels_body.h"
-#undef SUFFIX
-#undef T
-#undef ST
-#undef LD
-#undef STR
-#undef SQRT
-#undef FMA
-#endif
-
-#if ADAPTIM_MODE == 2
+#elif ADAPTIM_MODE == 2
 /* bfloat16 state: 256-bit vectors convert 16 <-> 32-bit lanes faster than 512-bit ones here
  * (measured: 512-bit made the bf16 loops slower than the float32 ones). */
 #pragma GCC push_options
@@ -160,14 +140,10 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 #define ST uint16_t
 #define LD(a, i) bf16_to_f32((a)[i])
 #define STR(a, i, v) ((a)[i] = f32_to_bf16(v))
+#endif
+/* One precision per library, so the body is included once. */
 #include "kernels_body.h"
-#undef SUFFIX
-#undef T
-#undef ST
-#undef LD
-#undef STR
-#undef SQRT
-#undef FMA
+#if ADAPTIM_MODE == 2
 #pragma GCC pop_options
 #endif
 
