@@ -11,10 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from adaptim import _fused, _guard
+from adaptim import _fused, _guard, conventions
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
-from adaptim.conventions import CONVENTIONS
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
@@ -73,9 +72,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         V.check_lr(group["lr"])
         if "weight_decay" in group:
             V.check_finite_nonneg("weight_decay", group["weight_decay"])
-        for flag in ("maximize",):
-            if flag in group:
-                V.check_bool(flag, group[flag])
+        if "maximize" in group:
+            V.check_bool("maximize", group["maximize"])
         for flag in ("foreach", "fused"):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
@@ -86,11 +84,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                                  f"torch.optim.{name} for {flag} steps")
         if group.get("max_grad_norm") is not None:
             V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
-        convention = group.get("convention", "torch")
-        if not isinstance(convention, str) or convention not in CONVENTIONS:
-            # (in a param group or a checkpoint; the constructor's resolve() checks its own)
-            raise ValueError(f"Invalid convention: {convention!r} (valid: "
-                             f"{', '.join(CONVENTIONS)})")
+        conventions.check(group.get("convention", "torch"))  # a param group's or a checkpoint's
         policy = group.get("on_nonfinite", "propagate")
         if policy not in NONFINITE_POLICIES:
             raise ValueError(f"Invalid on_nonfinite: {policy!r} (valid: "

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["CONVENTIONS", "PRESETS", "resolve"]
+__all__ = ["CONVENTIONS", "PRESETS", "check", "resolve"]
 
 CONVENTIONS = ("torch", "tf1", "keras", "optax")
 
@@ -75,6 +75,16 @@ class Default(float):
         return float.__repr__(self)
 
 
+def check(convention) -> None:
+    """ValueError naming the valid conventions (and the closest one) unless ``convention`` is
+    one of :data:`CONVENTIONS`."""
+    if not isinstance(convention, str) or convention not in CONVENTIONS:
+        hint = difflib.get_close_matches(str(convention), CONVENTIONS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"Unknown convention {convention!r}{extra}; valid conventions: "
+                         f"{', '.join(CONVENTIONS)}")
+
+
 def resolve(optimizer: str, convention: str, given: dict[str, object]) -> dict[str, object]:
     """Merge a convention's preset under the explicitly given arguments.
 
@@ -84,11 +94,7 @@ def resolve(optimizer: str, convention: str, given: dict[str, object]) -> dict[s
     the preset. ``None`` for one of torch's numeric arguments stays None and is refused by
     validation, as torch.optim refuses it.
     """
-    if not isinstance(convention, str) or convention not in CONVENTIONS:
-        hint = difflib.get_close_matches(str(convention), CONVENTIONS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ValueError(f"Unknown convention {convention!r}{extra}; valid conventions: "
-                         f"{', '.join(CONVENTIONS)}")
+    check(convention)
     preset = PRESETS[optimizer][convention]
     out = {}
     for key, value in given.items():
