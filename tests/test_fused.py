@@ -310,6 +310,12 @@ def test_bench_command_writes_a_report(tmp_path):
         assert w["rows"]["adam"]["bytes_per_param"] == 28
         assert "torch fused" not in w["rows"]["rmsprop"]["ms"]  # torch has no fused RMSprop
         assert all(v > 0 for v in w["rows"]["adam"]["ms"].values())
+        for r in w["rows"].values():  # the floor: bytes moved at the probe's bandwidth
+            assert r["probe_GBps"] > 0
+            assert r["floor_ms"] == pytest.approx(
+                1e3 * r["bytes_per_param"] * w["numel"] / (r["probe_GBps"] * 1e9))
+            assert r["floor_ms_run_best"] == pytest.approx(
+                1e3 * r["bytes_per_param"] * w["numel"] / (report["bandwidth_GBps"]["best"] * 1e9))
     assert "| rmsprop |" in md.read_text()
 
 

@@ -2,10 +2,13 @@
 
 In one process, for every optimizer, on two workloads (GPT-2-small shapes: 124.4M parameters in
 148 tensors; and 5,000 tensors of 1,000 parameters), it times ``optimizer.step()`` (best of
-``--repeat`` steps after one warm-up; medians in the JSON) for torch.optim's for-loop, foreach
-and fused modes (where torch has one) and adaptim's unfused, fused and fused-with-bfloat16-state steps. It measures the
-in-place memory bandwidth in the same run (``a.mul_(s)``, ``a.add_(b)``) and reports each time
-as a percentage of the bandwidth floor: bytes a step must move / measured bandwidth. Bytes per
+``--repeat`` interleaved rounds after one warm-up; medians in the JSON) for torch.optim's
+for-loop, foreach and fused modes (where torch has one) and adaptim's unfused, fused and
+fused-with-bfloat16-state steps. Each round also times an in-place bandwidth probe
+(``a.add_(b)`` on buffers of the workload's size), and each row reports its times as a percentage
+of the bandwidth floor: bytes a step must move / the probe's bandwidth (and, in the JSON and a
+second column, / the best bandwidth of the whole run: ``mul_``, ``add_``, ``copy_`` measured at
+the start and after each workload). Bytes per
 parameter: 12 (read θ, g; write θ) + 8 per fp32 state tensor (read + write), 4 per bf16 one:
 SGD 12; SGD-momentum, Adagrad, RMSprop 20; Adadelta, Adam, AdamW, centered RMSprop 28; AMSGrad 36.
 It also measures the first fused step's overhead (compile + load of the C kernels) in a fresh
@@ -108,29 +111,52 @@ def _make_optimizer(case: str, mode: str, params):
 
 def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: int, device,
                   log=print) -> dict:
-    """ms per step for every case and mode on parameters of the given sizes."""
+    """ms per step for every case and mode on parameters of the given sizes, and next to each
+    case the in-place bandwidth of a probe (``a.add_(b)`` on buffers of the workload's size).
+
+    The modes of one case and the probe are timed in interleaved rounds (probe, mode 1, mode 2,
+    ..., repeated ``repeat`` times, best of each kept): on a shared machine the memory system's
+    speed drifts over seconds, and a floor measured minutes away from the step it judges would
+    measure the neighbours, not the kernel."""
     params = [torch.zeros(n, device=device).normal_(0, 0.02).requires_grad_() for n in sizes]
     for p in params:
         p.grad = torch.randn_like(p).mul_(1e-3)
-    results, medians = {}, {}
+    numel = sum(sizes)
+    probe_a, probe_b = torch.rand(numel, device=device), torch.rand(numel, device=device)
+
+    def probe():
+        probe_a.add_(probe_b)
+
+    results, medians, row_bandwidth = {}, {}, {}
     for case in cases:
-        row, med = {}, {}
+        steps = {"probe": probe}
+        row = {}
         for mode in modes:
             if mode == "torch fused" and not CASES[case][5]:
                 continue
             try:
                 opt = _make_optimizer(case, mode, params)
-                row[mode] = 1e3 * _time(opt.step, repeat, device)
-                med[mode] = 1e3 * _time.last_median
+                opt.step()  # warm-up: creates the state (and loads the kernel)
+                _sync(device)
+                steps[mode] = opt.step
             except (RuntimeError, ValueError) as err:  # e.g. a mode torch lacks on this device
                 row[mode] = None
                 log(f"  {case} / {mode}: {err}")
-            finally:
-                opt = None
+        times = {name: [] for name in steps}
+        for _ in range(repeat):
+            for name, fn in steps.items():
+                start = time.perf_counter()
+                fn()
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+        steps = None  # frees the optimizers' state before the next case
+        row.update({m: 1e3 * min(t) for m, t in times.items() if m != "probe"})
         results[case] = row
-        medians[case] = med
-        log(f"  {case}: " + ", ".join(f"{m} {v:.1f} ms" for m, v in row.items() if v))
-    return results, medians
+        medians[case] = {m: 1e3 * statistics.median(t) for m, t in times.items() if m != "probe"}
+        row_bandwidth[case] = 12 * numel / min(times["probe"]) / 1e9
+        log(f"  {case}: " + ", ".join(f"{m} {v:.1f} ms" for m, v in row.items() if v)
+            + f"; add_ probe {row_bandwidth[case]:.1f} GB/s")
+    return results, medians, row_bandwidth
 
 
 # Times the first step only: constructing any torch.optim.Optimizer the first time in a process
@@ -222,18 +248,21 @@ def run(params: int | None = None, small: tuple[int, int] = (5000, 1000),
         bw = bandwidth(bw)
     report["bandwidth_GBps"] = bw
     for label, wsizes in workloads.items():
-        times, medians = timed[label]
+        times, medians, row_bandwidth = timed[label]
         n = sum(wsizes)
         rows = {}
         for case, row in times.items():
             k = CASES[case][4]
-            floor_ms = 1e3 * bytes_per_param(k) * n / (bw["best"] * 1e9)
-            floor_bf16_ms = 1e3 * bytes_per_param(k, 2) * n / (bw["best"] * 1e9)
+            gbps = row_bandwidth[case]
             torch_best = min((v for m, v in row.items() if m.startswith("torch") and v),
                              default=None)
             rows[case] = {"ms": row, "ms_median": medians[case], "torch_fastest_ms": torch_best,
-                          "bytes_per_param": bytes_per_param(k), "floor_ms": floor_ms,
-                          "floor_bf16_ms": floor_bf16_ms}
+                          "bytes_per_param": bytes_per_param(k), "probe_GBps": gbps,
+                          # the floor at the bandwidth of the probe timed next to this row ...
+                          "floor_ms": 1e3 * bytes_per_param(k) * n / (gbps * 1e9),
+                          "floor_bf16_ms": 1e3 * bytes_per_param(k, 2) * n / (gbps * 1e9),
+                          # ... and at the best bandwidth any probe reached in the whole run
+                          "floor_ms_run_best": 1e3 * bytes_per_param(k) * n / (bw["best"] * 1e9)}
         report["workloads"][label] = {"numel": n, "tensors": len(wsizes), "rows": rows}
     if overhead:
         log("first fused step overhead (fresh processes) ...")
@@ -273,8 +302,10 @@ def print_report(report: dict) -> None:
             table.add_column(m.replace("adaptim fused", "fused"), justify="right")
         table.add_column("speedup", justify="right")
         table.add_column("B/param", justify="right")
+        table.add_column("probe GB/s", justify="right")
         table.add_column("floor ms", justify="right")
         table.add_column("floor/fused", justify="right")
+        table.add_column("same, run-best bw", justify="right")
         table.add_column("fp32 floor/bf16", justify="right")
         for case, r in w["rows"].items():
             ms = r["ms"]
@@ -284,9 +315,10 @@ def print_report(report: dict) -> None:
             speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
                      if fused and r["torch_fastest_ms"] else "-")
             pct = f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "-"
+            pct_best = f"{100 * r['floor_ms_run_best'] / fused:.0f}%" if fused else "-"
             pct16 = f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "-"
             table.add_row(case, *cells, speed, str(r["bytes_per_param"]),
-                          f"{r['floor_ms']:.1f}", pct, pct16)
+                          f"{r['probe_GBps']:.0f}", f"{r['floor_ms']:.1f}", pct, pct_best, pct16)
         console.print(table)
     if "first_step_s" in report:
         console.print("first fused step: " + ", ".join(
@@ -305,16 +337,19 @@ def markdown(report: dict) -> str:
              f"({report['machine']['torch_threads']} torch threads), torch "
              f"{report['machine']['torch']}. In-place bandwidth measured in the same run: "
              + ", ".join(f"`{k}` {v:.1f} GB/s" for k, v in bw.items() if k != "best")
-             + f"; the floor uses the best, {bw['best']:.1f} GB/s.", ""]
+             + f" (best {bw['best']:.1f} GB/s). Each row's floor uses the bandwidth of an `add_` "
+             "probe timed in the same interleaved rounds as that row's steps (column probe); "
+             "\"at run-best\" judges the fused step against the best bandwidth of the whole run "
+             "instead.", ""]
     short = {"torch for-loop": "torch loop", "torch foreach": "torch foreach",
              "torch fused": "torch fused", "adaptim": "adaptim unfused",
              "adaptim fused": "**adaptim fused**", "adaptim fused bf16": "fused, bf16 state"}
     for label, w in report["workloads"].items():
         lines += [f"**{label}**, ms per step (best of {report['repeat']}):", "",
                   "| optimizer | " + " | ".join(short[m] for m in MODES)
-                  + " | speedup vs torch's fastest | floor ms (B/param) | floor / fused |"
-                  " fp32 floor / bf16 |",
-                  "|---" * (len(MODES) + 5) + "|"]
+                  + " | speedup vs torch's fastest | probe GB/s | floor ms (B/param) |"
+                  " floor / fused | at run-best | fp32 floor / bf16 |",
+                  "|---" * (len(MODES) + 7) + "|"]
         for case, r in w["rows"].items():
             ms = r["ms"]
             fused, bf16 = ms.get("adaptim fused"), ms.get("adaptim fused bf16")
@@ -323,8 +358,10 @@ def markdown(report: dict) -> str:
             speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
                      if fused and r["torch_fastest_ms"] else "–")
             lines.append(f"| {case} | " + " | ".join(cells) + f" | {speed} | "
-                         f"{r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
+                         f"{r['probe_GBps']:.0f} | {r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
                          + (f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "–") + " | "
+                         + (f"{100 * r['floor_ms_run_best'] / fused:.0f}%" if fused else "–")
+                         + " | "
                          + (f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "–") + " |")
         lines.append("")
     if "first_step_s" in report:
