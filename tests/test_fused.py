@@ -209,6 +209,41 @@ def test_without_a_compiler_falls_back_with_one_warning(fresh_kernel, monkeypatc
     assert torch.equal(pf, pu)  # the fallback is the unfused rule itself
 
 
+# ---------------------------------------------------------------- fused=None (the default)
+@pytest.mark.parametrize("name", list(REGISTRY))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_default_runs_the_kernel_on_cpu_and_false_does_not(name, dtype):
+    """fused=None, the constructor default, resolves to the C kernel for CPU groups (the speed a
+    drop-in user gets without asking) and fused=False to the reference path; both agree to the
+    fused tolerances."""
+    kw = dict(lr=1e-2)
+    calls = _fused.kernel_calls
+    pd, od = _run(name, kw, dtype, fused=None)
+    assert od.param_groups[0]["fused"] is None  # the group keeps torch's value for checkpoints
+    assert _fused.kernel_calls > calls
+    calls = _fused.kernel_calls
+    pr, orf = _run(name, kw, dtype, fused=False)
+    assert _fused.kernel_calls == calls
+    _assert_same(pd, od, pr, orf, TOL[dtype])
+
+
+def test_default_without_a_compiler_is_the_reference_path_silently(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("ADAPTIM_CC", str(fresh_kernel / "no-such-compiler"))
+    pd = torch.randn(30, requires_grad=True)
+    pr = pd.detach().clone().requires_grad_()
+    opt_d, opt_r = adaptim.RMSprop([pd], lr=0.01), adaptim.RMSprop([pr], lr=0.01, fused=False)
+    calls = _fused.kernel_calls
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the user asked for nothing: no warning
+        for _ in range(3):
+            g = torch.randn(30)
+            pd.grad, pr.grad = g.clone(), g.clone()
+            opt_d.step()
+            opt_r.step()
+    assert _fused.kernel_calls == calls
+    assert torch.equal(pd, pr)
+
+
 def test_a_compiler_that_fails_falls_back(fresh_kernel, monkeypatch):
     monkeypatch.setenv("ADAPTIM_CC", "false")  # exists, always fails
     p = torch.ones(3, requires_grad=True)

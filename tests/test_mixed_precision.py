@@ -139,7 +139,9 @@ def test_autocast_bf16_trains_and_matches_torch(option_set):
     for impl in ("adaptim", "torch"):
         model = make_model()
         if impl == "adaptim":
-            optimizer = getattr(adaptim, name)(model.parameters(), **kw)
+            # fused=False: the reference path, bit-identical to torch's for-loop (the default,
+            # the fused kernel, is checked against it in test_fused.py)
+            optimizer = getattr(adaptim, name)(model.parameters(), **kw, fused=False)
         else:
             optimizer = getattr(torch.optim, name)(model.parameters(), **kw, foreach=False)
         losses[impl] = []
@@ -173,7 +175,7 @@ def test_grad_scaler_run_matches_torch_including_a_skipped_step(option_set, fuse
         model = make_model()
         if impl == "adaptim":
             optimizer = getattr(adaptim, name)(model.parameters(), **{"lr": LR[name], **kw},
-                                               **({"fused": True} if fused else {}))
+                                               fused=fused)
         else:
             optimizer = getattr(torch.optim, name)(model.parameters(), lr=LR[name], **kw,
                                                    foreach=False)
@@ -213,7 +215,7 @@ def test_grad_scaler_overflow_step_leaves_parameters_and_state_unchanged(option_
     x, y = regression_data(32)
     model = make_model()
     optimizer = getattr(adaptim, name)(model.parameters(), **{"lr": LR[name], **kw},
-                                       **({"fused": True} if fused else {}))
+                                       fused=fused)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
 
     def scaled_backward(poison: bool):

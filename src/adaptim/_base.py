@@ -180,9 +180,14 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             params, grads, states = self._gather(group)
             if not params:
                 continue
-            # state_dtype (e.g. bfloat16 state) is implemented by the fused module's paths
-            if group.get("fused") or group.get("state_dtype") is not None:
-                _fused.fused_update(self, group, params, grads, states, grad_scale)
+            # fused=None (the default) means "the fastest exact path": the C kernel for CPU
+            # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
+            # implemented by the fused module's paths.
+            fused = group.get("fused")
+            if fused is None:
+                fused = _fused.kernel_suits(params)
+            if fused or group.get("state_dtype") is not None:
+                _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)

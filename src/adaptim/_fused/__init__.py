@@ -31,7 +31,7 @@ from torch import Tensor
 from adaptim._fused import _ckernel
 from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["fused_update", "kernel_available", "cast_state"]
+__all__ = ["fused_update", "kernel_available", "kernel_suits", "cast_state"]
 
 _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
     (torch.float64, torch.float64): 0,
@@ -51,6 +51,18 @@ def kernel_available(mode: int = 1) -> bool:
         return True
     except _ckernel.KernelUnavailable:
         return False
+
+
+def kernel_suits(params: list[Tensor]) -> bool:
+    """What ``fused=None`` (the default) resolves to for one group: True when its parameters
+    are CPU float32/float64 tensors and the C kernel library for their dtype builds and loads on
+    this machine (the first time: a compile of about 2 s, cached), else False, silently: the
+    reference path is exact too, only slower. CUDA groups take the reference path."""
+    p = params[0]
+    if not p.is_cpu or _is_dtensor(p):
+        return False
+    mode = _MODES.get((p.dtype, p.dtype))
+    return mode is not None and kernel_available(mode)
 
 
 def _kernel_or_warn(mode: int):
@@ -212,15 +224,19 @@ def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
     return ops, mode
 
 
-def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> None:
+def fused_update(optimizer, group, params, grads, states, grad_scale: float,
+                 fused: bool | None = None) -> None:
     """Apply ``optimizer``'s update rule to one group in one fused pass, multiplying gradients by
     ``grad_scale`` on the fly (clipping). ``params``/``grads`` are real views (complex tensors of
     SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
-    incremented as on the unfused path. Results equal the unfused path's (float64 to ~1e-15,
-    float32 to an ulp or two per step)."""
+    incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
+    group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
+    equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step)."""
     cast_state(optimizer, group)
     name = optimizer.name
-    if not group.get("fused") or name not in _RULES or _ckernel.failed():
+    if fused is None:
+        fused = bool(group.get("fused"))
+    if not fused or name not in _RULES or _ckernel.failed():
         _reference_update(optimizer, group, params, grads, states, grad_scale)
         cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
         return

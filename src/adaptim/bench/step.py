@@ -101,7 +101,7 @@ def _make_optimizer(case: str, mode: str, params):
         flag = {"torch for-loop": dict(foreach=False), "torch foreach": dict(foreach=True),
                 "torch fused": dict(fused=True)}[mode]
         return cls(params, **torch_kw, **flag)
-    kw = dict(extra, lr=torch_kw["lr"])
+    kw = dict(extra, lr=torch_kw["lr"], fused=False)  # "adaptim": the reference path
     if mode == "adaptim fused":
         kw["fused"] = True
     elif mode == "adaptim fused bf16":
