@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,6 +208,22 @@ def test_without_a_compiler_falls_back_with_one_warning(fresh_kernel, monkeypatc
     assert len(messages) == 1 and "fall" in messages[0] and "no-such-compiler" in messages[0]
     assert _fused.kernel_calls == calls
     assert torch.equal(pf, pu)  # the fallback is the unfused rule itself
+
+
+def test_an_unusable_cache_dir_builds_in_a_private_temp_dir(fresh_kernel, monkeypatch):
+    blocker = fresh_kernel / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(blocker / "cache"))  # mkdir fails, even as root
+    p = torch.ones(3, requires_grad=True)
+    p.grad = torch.ones(3)
+    calls = _fused.kernel_calls
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        adaptim.SGD([p], lr=0.5, fused=True).step()
+    assert _fused.kernel_calls == calls + 1  # the kernel ran, not the fallback
+    assert torch.equal(p, torch.full((3,), 0.5))
+    built = Path(_ckernel.stats["path"])
+    assert built.exists() and built.parent != blocker / "cache"
+    assert (built.parent.stat().st_mode & 0o777) == 0o700
 
 
 # ---------------------------------------------------------------- fused=None (the default)

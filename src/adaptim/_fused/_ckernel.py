@@ -3,7 +3,8 @@
 There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
 bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and
 the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``,
-else ``~/.cache/adaptim``) in a file named by a hash of the sources, flags, compiler version and
+else ``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
+writable) in a file named by a hash of the sources, flags, compiler version and
 CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C doubles at each
 call: nothing is recompiled when lr or any other hyperparameter changes.
 """
@@ -17,6 +18,7 @@ import platform
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 __all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
@@ -135,7 +137,15 @@ def load(mode: int = 1) -> ctypes.CDLL:
         cc = compiler()
         path = library_path(mode, cc)
         if not path.exists():
-            _build(cc, mode, path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                writable = os.access(path.parent, os.W_OK)
+            except OSError:
+                writable = False
+            if not writable:
+                path = _private_dir() / path.name
+            if not path.exists():
+                _build(cc, mode, path)
         lib = _libs[mode] = _open(path, mode)
         stats["loads"] += 1
         stats["load_seconds"] = time.perf_counter() - start
@@ -146,6 +156,24 @@ def load(mode: int = 1) -> ctypes.CDLL:
         raise KernelUnavailable(_error) from err
 
 
+_private: Path | None = None
+
+
+def _private_dir() -> Path:
+    """Where this process builds when the cache directory is not writable (a read-only home):
+    a private temporary directory (mode 0700, removed with the system's temp files), so the
+    kernels still work, compiled once per process instead of once per machine; warned once."""
+    global _private
+    if _private is None:
+        _private = Path(tempfile.mkdtemp(prefix="adaptim-kernels-"))
+        warnings.warn(
+            f"adaptim: the kernel cache {cache_dir()} is not writable, so the fused kernels are "
+            f"compiled into {_private} for this process only (about 2 s per process). Set "
+            "ADAPTIM_CACHE_DIR to a writable directory to compile once per machine.",
+            RuntimeWarning, stacklevel=4)
+    return _private
+
+
 def failed() -> bool:
     """Whether building or loading failed earlier in this process (then it is not retried)."""
     return _error is not None
@@ -153,7 +181,8 @@ def failed() -> bool:
 
 def reset() -> None:
     """Forget the loaded library and any failure (tests; a changed ADAPTIM_CC)."""
-    global _error
+    global _error, _private
     _libs.clear()
     _error = None
+    _private = None
     stats.update(builds=0, loads=0, build_seconds=None, load_seconds=None, path=None)
