@@ -384,19 +384,25 @@ def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_d
 
 def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: list[float],
                   nthreads: int) -> None:
-    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused)."""
+    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused).
+    Pointers, sizes, step pointers and hyperparameters share one 8-byte-word buffer, so a call
+    costs one allocation and one address lookup however many operands it has."""
     global kernel_calls
     kernel_calls += 1
     n = len(columns[0])
-    ptrs = np.zeros(len(columns) * n, dtype=np.uint64)
+    k = len(columns)
+    n_steps = n if step_dtype else 0
+    buf = np.zeros(k * n + n + n_steps + len(hp), dtype=np.uint64)
     for j, col in enumerate(columns):
         if col is not None:
-            ptrs[j * n:(j + 1) * n] = np.fromiter(map(Tensor.data_ptr, col), np.uint64, n)
-    sizes = np.fromiter(map(Tensor.numel, columns[0]), np.int64, n)
-    step_ptrs = np.fromiter(map(Tensor.data_ptr, steps), np.uint64, n) if step_dtype else None
-    hps = np.asarray(hp, dtype=np.float64)
-    rc = kernel(mode, n, ptrs.ctypes.data, sizes.ctypes.data,
-                None if step_ptrs is None else step_ptrs.ctypes.data, step_dtype,
-                hps.ctypes.data, nthreads)
+            buf[j * n:(j + 1) * n] = np.fromiter(map(Tensor.data_ptr, col), np.uint64, n)
+    buf[k * n:(k + 1) * n] = np.fromiter(map(Tensor.numel, columns[0]), np.uint64, n)
+    if step_dtype:
+        buf[(k + 1) * n:(k + 2) * n] = np.fromiter(map(Tensor.data_ptr, steps), np.uint64, n)
+    buf[(k + 1) * n + n_steps:].view(np.float64)[:] = hp
+    base = buf.__array_interface__["data"][0]
+    word = buf.itemsize
+    rc = kernel(mode, n, base, base + k * n * word, base + (k + 1) * n * word if step_dtype
+                else None, step_dtype, base + ((k + 1) * n + n_steps) * word, nthreads)
     if rc != 0:
         raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
