@@ -214,7 +214,9 @@ def test_random_problem_bit_identical_to_torch_optim(data, name, specs, dtype, s
         with pytest.raises((ValueError, TypeError)):
             getattr(adaptim, name)(ours_p, **hp)
         return
-    ours = getattr(adaptim, name)(ours_p, **hp)
+    # fused=False: the reference path is the one bit-identical to torch's for-loop (the default,
+    # the fused kernel on CPU, meets NumPy in the test above and this path in test_fused.py)
+    ours = getattr(adaptim, name)(ours_p, **hp, fused=False)
     theirs = getattr(torch.optim, name)(theirs_p, **hp, foreach=False)
     gen = torch.Generator().manual_seed(seed + 1)
     for _ in range(steps):
