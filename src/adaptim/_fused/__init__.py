@@ -21,6 +21,7 @@ runs the float32 rule and rounds the new state once (round to nearest even).
 from __future__ import annotations
 
 import operator
+import os
 import warnings
 from itertools import repeat
 
@@ -39,6 +40,10 @@ _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
     (torch.float32, torch.bfloat16): 2,
 }
 _warned = False
+# CUDA groups take the Triton kernels (_triton.py). Tests set this to run them on CPU groups
+# under Triton's interpreter (also: ADAPTIM_TRITON_INTERPRET=1).
+_TRITON_ON_CPU = os.environ.get("ADAPTIM_TRITON_INTERPRET") == "1"
+_triton_warned = False
 # Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
 kernel_calls = 0
 
@@ -64,6 +69,22 @@ def _kernel_or_warn(mode: int):
                 "adaptim: the fused C kernels are unavailable, so fused=True falls back to the "
                 f"unfused update (same results, slower). Reason: {err}. Set ADAPTIM_CC to a "
                 "working C compiler with OpenMP (e.g. gcc) to enable them.",
+                RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _triton_or_warn():
+    """The Triton path (module), or None after one warning where triton does not import."""
+    global _triton_warned
+    try:
+        from adaptim._fused import _triton
+        return _triton
+    except ImportError as err:
+        if not _triton_warned:
+            _triton_warned = True
+            warnings.warn(
+                "adaptim: fused=True on CUDA needs Triton (pip install triton), so it falls back "
+                f"to the unfused update (same results, slower). Reason: {err}",
                 RuntimeWarning, stacklevel=4)
         return None
 
@@ -220,6 +241,13 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float) -> 
     float32 to an ulp or two per step)."""
     cast_state(optimizer, group)
     name = optimizer.name
+    if group.get("fused") and name in _RULES and params and not _is_dtensor(params[0]) \
+            and (params[0].is_cuda or _TRITON_ON_CPU):
+        triton_path = _triton_or_warn()
+        if triton_path is not None:
+            triton_path.update(optimizer, group, params, grads, states, grad_scale,
+                               interpret_cpu=_TRITON_ON_CPU)
+            return
     if not group.get("fused") or name not in _RULES or _ckernel.failed():
         _reference_update(optimizer, group, params, grads, states, grad_scale)
         cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
