@@ -211,7 +211,10 @@ def _buckets(params, grads, states, keys, needed, device_ok):
     buckets: dict[tuple, tuple[list[int], list]] = {}
     rest = []
     for i, (p, g, st) in enumerate(zip(params, grads, states)):
-        ops = [p, g] + [real_view(st.get(k)) if k in needed else None for k in keys]
+        # complex tensors (SGD keeps them complex) as real views: elementwise, same memory
+        ops = [real_view(p), real_view(g)] + [real_view(st.get(k)) if k in needed else None
+                                              for k in keys]
+        p, g = ops[0], ops[1]
         pk = _KINDS.get(p.dtype)
         sk = _state_kind(pk, {t.dtype for t in ops[2:] if t is not None})
         if not (device_ok(p.device) and _kinds_ok(pk, sk) and g.dtype == p.dtype
@@ -295,7 +298,8 @@ def update(optimizer, group: dict, params: list[Tensor], grads: list[Tensor],
         state_dtype = group.get("state_dtype")
         for i, (p, st) in enumerate(zip(params, states)):
             if st.get("momentum_buffer") is None:
-                st["momentum_buffer"] = torch.zeros_like(p, dtype=state_dtype)
+                st["momentum_buffer"] = torch.zeros_like(
+                    p, dtype=None if p.is_complex() else state_dtype)  # no complex bfloat16
                 init.add(i)
 
     def device_ok(device):
