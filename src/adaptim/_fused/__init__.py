@@ -8,11 +8,12 @@ element of parameter, gradient and state is read once and written once, the grad
 so nothing recompiles when lr changes. The C code mirrors the functional rule operation by
 operation; tests/test_fused.py checks it against the unfused path for every option set.
 
-Tensors the kernel does not take (CUDA tensors, non-contiguous tensors, dtypes other than
-float32/float64, state dtypes other than the parameter's or bfloat16 for float32 parameters)
-go through the reference path: the functional rule itself (``optimizer._update``), on
-parameter-precision copies of the state when the state is stored in another dtype. Where no C
-compiler works, every tensor takes that path, after one warning.
+CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one launch per group and
+step, where triton imports. Tensors no kernel takes (CUDA tensors without triton, non-contiguous
+tensors, dtypes other than float32/float64 on CPU, state dtypes other than the parameter's or
+bfloat16 for float32 parameters) go through the reference path: the functional rule itself
+(``optimizer._update``), on parameter-precision copies of the state when the state is stored
+in another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).

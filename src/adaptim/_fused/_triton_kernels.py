@@ -127,7 +127,8 @@ def _grad(G, P, table_f64, PK: tl.constexpr, HAS_WD: tl.constexpr):
 
 @triton.jit
 def _lerp(start, end, w):
-    """torch.lerp(start, end, w): start + w·(end − start) if |w| < 0.5 else end + (w − 1)·(end − start)."""
+    """torch.lerp(start, end, w): start + w·(end − start) if |w| < 0.5, else
+    end + (w − 1)·(end − start)."""
     small = tl.abs(w) < 0.5
     coeff = tl.where(small, w, w - 1.0)
     return tl.fma(coeff, end - start, tl.where(small, start, end))
