@@ -368,3 +368,17 @@ def test_table_layout_agrees_between_host_and_kernels():
     assert module.HP_SLOTS.value == _triton.HP_SLOTS
     group = adaptim.Adam([torch.zeros(1)], amsgrad=True).param_groups[0]
     assert len(_fused._adam_hp(group, 1.0, False)) <= _triton.HP_SLOTS
+
+
+def test_step_counters_are_incremented_in_their_own_dtype():
+    """_advance_steps: float32 and float64 one-element CPU tensors in place (one numpy operation
+    on their addresses), numbers from old checkpoints made tensors, mixed dtypes one by one."""
+    f32 = [{"step": torch.tensor(float(k))} for k in (0, 1, 2**24)]  # 2**24 + 1 rounds in fp32
+    f64 = [{"step": torch.tensor(float(k), dtype=torch.float64)} for k in (0, 2**24)]
+    assert _triton._advance_steps(f32).tolist() == [1.0, 2.0, 2.0**24]
+    assert [st["step"].item() for st in f32] == [1.0, 2.0, 2.0**24]
+    assert _triton._advance_steps(f64).tolist() == [1.0, 2.0**24 + 1]
+    assert f64[1]["step"].dtype == torch.float64 and f64[1]["step"].item() == 2.0**24 + 1
+    old = [{"step": 3}, {"step": torch.tensor([5.0], dtype=torch.float64)}]
+    assert _triton._advance_steps(old).tolist() == [4.0, 6.0]
+    assert isinstance(old[0]["step"], torch.Tensor) and old[1]["step"].tolist() == [6.0]

@@ -140,6 +140,7 @@ _SPECS = {
 # ---------------------------------------------------------------- host side
 _DEVICE = operator.attrgetter("device")
 _DTYPE = operator.attrgetter("dtype")
+_IS_CPU = operator.attrgetter("is_cpu")
 _chunk_cache: dict[tuple, Tensor] = {}
 _CHUNK_CACHE_SIZE = 64
 
@@ -163,19 +164,46 @@ def _chunks(sizes: tuple[int, ...], block: int, device) -> Tensor:
     return table
 
 
+_STEP_TYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+
+
+class _Memory:
+    """``count`` elements of ``dtype`` at ``address``, for ``np.asarray`` (no copy)."""
+
+    def __init__(self, address: int, count: int, dtype: np.dtype):
+        self.__array_interface__ = {"data": (address, False), "shape": (count,),
+                                    "typestr": dtype.str, "version": 3}
+
+
 def _advance_steps(states: list[dict]) -> np.ndarray:
-    """state["step"] += 1 for every tensor (as the unfused rule does); their new values, float64."""
-    steps = []
-    for st in states:
-        step = st["step"]
-        if not isinstance(step, Tensor):  # a number from an old checkpoint
-            step = st["step"] = torch.tensor(float(step), dtype=scalar_dtype())
-        steps.append(step)
+    """state["step"] += 1 for every tensor (as the unfused rule does, in the step's dtype);
+    returns the new values as float64."""
+    n = len(states)
+    steps = list(map(dict.get, states, repeat("step", n)))
+    if not all(map(isinstance, steps, repeat(Tensor, n))):
+        for i, st in enumerate(states):
+            if not isinstance(steps[i], Tensor):  # a number from an old checkpoint
+                steps[i] = st["step"] = torch.tensor(float(steps[i]), dtype=scalar_dtype())
+    dtypes = set(map(_DTYPE, steps))
+    np_dtype = _STEP_TYPES.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if np_dtype is not None and all(map(_IS_CPU, steps)) and set(map(Tensor.numel, steps)) == {1}:
+        # The usual case: one-element CPU tensors (as torch.optim keeps them). One numpy
+        # operation on their addresses, as the C kernel does with pointers, instead of
+        # torch._foreach_add_ (about 1.6 µs per tensor: 8 ms for 5,000 tensors).
+        address = np.fromiter(map(Tensor.data_ptr, steps), np.int64, n)
+        low = int(address.min())
+        offset = address - low
+        if not (offset % np_dtype.itemsize).any():
+            index = offset // np_dtype.itemsize
+            memory = np.asarray(_Memory(low, int(index.max()) + 1, np_dtype))
+            values = memory[index] + np_dtype.type(1)
+            memory[index] = values
+            return values.astype(np.float64)
     torch._foreach_add_(steps, 1)
-    try:  # one copy for the common case (same dtype, device and shape)
+    try:  # one copy for tensors of one dtype, device and shape
         return torch.stack(steps).reshape(-1).to(torch.float64).cpu().numpy()
     except RuntimeError:
-        return np.fromiter(map(float, steps), np.float64, len(steps))
+        return np.fromiter(map(float, steps), np.float64, n)
 
 
 def _buckets(params, grads, states, keys, needed, device_ok):
