@@ -213,7 +213,8 @@ def test_tensors_with_different_step_counts(name, kw, triton_on_cpu):
     torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)
 
 
-def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(triton_on_cpu):
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(name, triton_on_cpu):
     """A strided parameter goes through the reference path, the contiguous ones through the
     kernel; float32 and float64 parameters in one group are two launches (one per dtype)."""
     def make():
@@ -223,8 +224,8 @@ def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(trit
                 torch.linspace(-1, 1, 90, dtype=torch.float32).requires_grad_()]
     pf, pu = make(), make()
     assert not pf[0].is_contiguous()
-    opt_f = adaptim.Adam(pf, lr=1e-2, fused=True)
-    opt_u = adaptim.Adam(pu, lr=1e-2)
+    opt_f = adaptim.create(name, pf, lr=1e-2, fused=True)
+    opt_u = adaptim.create(name, pu, lr=1e-2)
     before = _triton.launches
     for step in range(3):
         for a, b in zip(pf, pu):
@@ -235,7 +236,8 @@ def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(trit
     assert _triton.launches - before == 2 * 3
     for a, b in zip(pf, pu):
         torch.testing.assert_close(a, b, **TOL[a.dtype])
-        assert float(opt_f.state[a]["step"]) == 3
+        for key, v in opt_u.state[b].items():
+            torch.testing.assert_close(opt_f.state[a][key], v, **TOL[a.dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
@@ -382,3 +384,20 @@ def test_step_counters_are_incremented_in_their_own_dtype():
     old = [{"step": 3}, {"step": torch.tensor([5.0], dtype=torch.float64)}]
     assert _triton._advance_steps(old).tolist() == [4.0, 6.0]
     assert isinstance(old[0]["step"], torch.Tensor) and old[1]["step"].tolist() == [6.0]
+
+
+def test_interpreter_switch_is_scoped(monkeypatch):
+    """The interpreted copy is decorated with Triton's interpret setting on, restored after;
+    with a triton that predates ``triton.knobs``, through TRITON_INTERPRET."""
+    import os
+
+    import triton
+
+    with _triton._interpreting():
+        assert triton.knobs.runtime.interpret
+    assert not triton.knobs.runtime.interpret
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delattr(triton, "knobs")
+    with _triton._interpreting():
+        assert os.environ["TRITON_INTERPRET"] == "1"
+    assert "TRITON_INTERPRET" not in os.environ

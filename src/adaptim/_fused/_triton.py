@@ -9,25 +9,27 @@ copies it to the device; the chunk table ``(tensor, first element, numel)`` depe
 tensor sizes and is cached per group on the device.
 
 Step counters stay where torch.optim keeps them for a non-capturable optimizer (0-d CPU
-tensors): the host increments them and computes per tensor, in float64 exactly as
-:mod:`adaptim.functional` does, the bias corrections and step size (Adam) and the decayed lr
-(AdaGrad).
+tensors): the host increments them (one numpy operation on their addresses) and computes per
+tensor, in float64 exactly as :mod:`adaptim.functional` does, the bias corrections and step size
+(Adam) and the decayed lr (AdaGrad).
 
 dtypes: float64 parameters are computed in float64, float32 in float32; float16 and bfloat16
 parameters are loaded to float32, updated in float32 and rounded once per step (as torch.optim's
 fused CUDA kernels do, and unlike the unfused path, which rounds after every operation). State
 is stored in its own dtype (the parameter's, or ``state_dtype``), rounded once per step.
 
-Testing seam: ``interpret=True`` runs a second copy of the kernels under Triton's interpreter
-(numpy, on CPU tensors); adaptim._fused routes CPU groups here when its ``_TRITON_ON_CPU`` is set
-(``ADAPTIM_TRITON_INTERPRET=1``). No other module changes behaviour.
+Testing seam: CPU tensors run a second copy of the kernels under Triton's interpreter (numpy);
+adaptim._fused routes CPU groups here only when its private ``_TRITON_ON_CPU`` is set (tests, or
+``ADAPTIM_TRITON_INTERPRET=1``). The compiled kernels and Triton's settings are left alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import operator
+import os
 from itertools import repeat
 from pathlib import Path
 
@@ -47,12 +49,30 @@ NUM_WARPS = 4
 HP_SLOTS = 16
 _KINDS = {torch.float64: 0, torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}
 
-# Launches made by this process: count and the last one's (kernel, constexpr options), so tests
-# can check the Triton path ran, once per group and step, and with which specialization.
+# Kernel launches made by this process (tests check the path ran once per group and step).
 launches = 0
-last_launch: tuple | None = None
 
 _kernel_modules: dict[bool, object] = {}
+
+
+@contextlib.contextmanager
+def _interpreting():
+    """triton.jit reads its interpret setting when it decorates: on for this block only."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        with knobs.runtime.scope():
+            knobs.runtime.interpret = True
+            yield
+        return
+    saved = os.environ.get("TRITON_INTERPRET")  # triton before knobs: the environment
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
 
 
 def kernels(interpret: bool):
@@ -65,8 +85,7 @@ def kernels(interpret: bool):
             spec = importlib.util.spec_from_file_location(
                 "adaptim._fused._triton_kernels_interpreted", path)
             mod = importlib.util.module_from_spec(spec)
-            with triton.knobs.runtime.scope():  # decorated while the knob is on, then restored
-                triton.knobs.runtime.interpret = True
+            with _interpreting():
                 spec.loader.exec_module(mod)
         else:
             from adaptim._fused import _triton_kernels as mod
@@ -273,7 +292,7 @@ def _kinds_ok(pk, sk) -> bool:
 
 def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars):
     """One launch over every chunk of every tensor in ``columns``."""
-    global launches, last_launch
+    global launches
     n, n_ops = len(columns[0]), len(columns)
     sizes = tuple(map(Tensor.numel, columns[0]))
     block = BLOCK_INTERPRET if interpret else BLOCK
@@ -296,7 +315,6 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
     kernel = getattr(kernels(interpret), kernel_name + "_kernel")
     options = dict(PK=pk, SK=sk, BLOCK=block, **flags)
     launches += 1
-    last_launch = (kernel_name, options)
     args = (table_t, table_t.view(torch.float64), chunks)
     if interpret:
         with np.errstate(all="ignore"):  # masked-off lanes may divide 0 by 0; never stored
