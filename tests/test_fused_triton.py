@@ -381,6 +381,8 @@ def test_step_counters_are_incremented_in_their_own_dtype():
     assert [st["step"].item() for st in f32] == [1.0, 2.0, 2.0**24]
     assert _triton._advance_steps(f64).tolist() == [1.0, 2.0**24 + 1]
     assert f64[1]["step"].dtype == torch.float64 and f64[1]["step"].item() == 2.0**24 + 1
+    shared = torch.tensor(7.0)
+    assert _triton._advance_steps([{"step": shared}, {"step": shared}]).tolist() == [9.0, 9.0]
     old = [{"step": 3}, {"step": torch.tensor([5.0], dtype=torch.float64)}]
     assert _triton._advance_steps(old).tolist() == [4.0, 6.0]
     assert isinstance(old[0]["step"], torch.Tensor) and old[1]["step"].tolist() == [6.0]
@@ -393,9 +395,10 @@ def test_interpreter_switch_is_scoped(monkeypatch):
 
     import triton
 
+    before = triton.knobs.runtime.interpret
     with _triton._interpreting():
         assert triton.knobs.runtime.interpret
-    assert not triton.knobs.runtime.interpret
+    assert triton.knobs.runtime.interpret == before
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.delattr(triton, "knobs")
     with _triton._interpreting():
