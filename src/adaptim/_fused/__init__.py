@@ -8,11 +8,12 @@ element of parameter, gradient and state is read once and written once, the grad
 so nothing recompiles when lr changes. The C code mirrors the functional rule operation by
 operation; tests/test_fused.py checks it against the unfused path for every option set.
 
-Tensors the kernel does not take (CUDA tensors, non-contiguous tensors, dtypes other than
-float32/float64, state dtypes other than the parameter's or bfloat16 for float32 parameters)
-go through the reference path: the functional rule itself (``optimizer._update``), on
-parameter-precision copies of the state when the state is stored in another dtype. Where no C
-compiler works, every tensor takes that path, after one warning.
+CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one launch per group and
+step, where triton imports. Tensors no kernel takes (CUDA tensors without triton, non-contiguous
+tensors, dtypes other than float32/float64 on CPU, state dtypes other than the parameter's or
+bfloat16 for float32 parameters) go through the reference path: the functional rule itself
+(``optimizer._update``), on parameter-precision copies of the state when the state is stored
+in another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
@@ -21,6 +22,7 @@ runs the float32 rule and rounds the new state once (round to nearest even).
 from __future__ import annotations
 
 import operator
+import os
 import warnings
 from itertools import repeat
 
@@ -39,6 +41,10 @@ _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
     (torch.float32, torch.bfloat16): 2,
 }
 _warned = False
+# CUDA groups take the Triton kernels (_triton.py). Tests set this to run them on CPU groups
+# under Triton's interpreter (also: ADAPTIM_TRITON_INTERPRET=1).
+_TRITON_ON_CPU = os.environ.get("ADAPTIM_TRITON_INTERPRET") == "1"
+_triton_warned = False
 # Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
 kernel_calls = 0
 
@@ -76,6 +82,22 @@ def _kernel_or_warn(mode: int):
                 "adaptim: the fused C kernels are unavailable, so fused=True falls back to the "
                 f"unfused update (same results, slower). Reason: {err}. Set ADAPTIM_CC to a "
                 "working C compiler with OpenMP (e.g. gcc) to enable them.",
+                RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _triton_or_warn():
+    """The Triton path (module), or None after one warning where triton does not import."""
+    global _triton_warned
+    try:
+        from adaptim._fused import _triton
+        return _triton
+    except ImportError as err:
+        if not _triton_warned:
+            _triton_warned = True
+            warnings.warn(
+                "adaptim: fused=True on CUDA needs Triton (pip install triton), so it falls back "
+                f"to the unfused update (same results, slower). Reason: {err}",
                 RuntimeWarning, stacklevel=4)
         return None
 
@@ -236,6 +258,13 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     name = optimizer.name
     if fused is None:
         fused = bool(group.get("fused"))
+    if fused and name in _RULES and params and not _is_dtensor(params[0]) \
+            and (params[0].is_cuda or _TRITON_ON_CPU):
+        triton_path = _triton_or_warn()
+        if triton_path is not None:
+            triton_path.update(optimizer, group, params, grads, states, grad_scale,
+                               interpret_cpu=_TRITON_ON_CPU)
+            return
     if not fused or name not in _RULES or _ckernel.failed():
         _reference_update(optimizer, group, params, grads, states, grad_scale)
         cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)

@@ -1,0 +1,366 @@
+"""Fused steps on CUDA: the rules of ``kernels_body.h`` as Triton kernels (:mod:`._triton_kernels`).
+
+:func:`update` applies one optimizer's rule to a parameter group with ONE kernel launch per
+group and step (one per (device, dtypes) bucket in a mixed group): every chunk of every tensor
+is one program, so 5,000 small tensors are one launch like one large tensor. Per step the host
+builds one small int64 table (the C kernel's hyperparameter layout from ``_sgd_hp`` ...
+``_adam_hp``, then per tensor its operands' data pointers and its step-dependent scalars) and
+copies it to the device; the chunk table ``(tensor, first element, numel)`` depends only on the
+tensor sizes and is cached per group on the device.
+
+Step counters stay where torch.optim keeps them for a non-capturable optimizer (0-d CPU
+tensors): the host increments them (one numpy operation on their addresses) and computes per
+tensor, in float64 exactly as :mod:`adaptim.functional` does, the bias corrections and step size
+(Adam) and the decayed lr (AdaGrad).
+
+dtypes: float64 parameters are computed in float64, float32 in float32; float16 and bfloat16
+parameters are loaded to float32, updated in float32 and rounded once per step (as torch.optim's
+fused CUDA kernels do, and unlike the unfused path, which rounds after every operation). State
+is stored in its own dtype (the parameter's, or ``state_dtype``), rounded once per step.
+
+Testing seam: CPU tensors run a second copy of the kernels under Triton's interpreter (numpy);
+adaptim._fused routes CPU groups here only when its private ``_TRITON_ON_CPU`` is set (tests, or
+``ADAPTIM_TRITON_INTERPRET=1``). The compiled kernels and Triton's settings are left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import operator
+import os
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+import torch
+import triton
+from torch import Tensor
+
+from adaptim import _fused
+from adaptim._tensors import real_view, scalar_dtype
+
+__all__ = ["update", "launches"]
+
+BLOCK = 2048           # elements per program on a GPU
+BLOCK_INTERPRET = 64   # in the interpreter (numpy per program: small blocks keep tests short)
+NUM_WARPS = 4
+HP_SLOTS = 16
+_KINDS = {torch.float64: 0, torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}
+
+# Kernel launches made by this process (tests check the path ran once per group and step).
+launches = 0
+
+_kernel_modules: dict[bool, object] = {}
+
+
+@contextlib.contextmanager
+def _interpreting():
+    """triton.jit reads its interpret setting when it decorates: on for this block only."""
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        with knobs.runtime.scope():
+            knobs.runtime.interpret = True
+            yield
+        return
+    saved = os.environ.get("TRITON_INTERPRET")  # triton before knobs: the environment
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TRITON_INTERPRET"]
+        else:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
+def kernels(interpret: bool):
+    """The kernel module, compiled for the GPU or (``interpret``) run by Triton's interpreter.
+    Two separate copies of the module, so interpreting never changes the compiled kernels."""
+    mod = _kernel_modules.get(interpret)
+    if mod is None:
+        if interpret:
+            path = Path(__file__).with_name("_triton_kernels.py")
+            spec = importlib.util.spec_from_file_location(
+                "adaptim._fused._triton_kernels_interpreted", path)
+            mod = importlib.util.module_from_spec(spec)
+            with _interpreting():
+                spec.loader.exec_module(mod)
+        else:
+            from adaptim._fused import _triton_kernels as mod
+        _kernel_modules[interpret] = mod
+    return mod
+
+
+# ---------------------------------------------------------------- per rule
+# The option flags (constexpr) are read from the C kernel's hp layout (see kernels_body.h);
+# the per-tensor scalars are float64 columns, computed as adaptim.functional computes them.
+def _sgd_flags(hp):
+    return dict(HAS_WD=hp[2] != 0, HAS_MOM=hp[5] != 0, NESTEROV=hp[7] != 0)
+
+
+def _sgd_scalars(hp, steps, init):
+    return np.asarray(init, dtype=np.float64).reshape(-1, 1)  # 1.0: first step, v ← g
+
+
+def _adagrad_flags(hp):
+    return dict(HAS_WD=hp[2] != 0, EPS_IN_SQRT=hp[6] != 0)
+
+
+def _adagrad_scalars(hp, steps, init):
+    return (-(hp[3] / (1 + (steps - 1) * hp[4]))).reshape(-1, 1)  # −η / (1 + (t − 1) lr_decay)
+
+
+def _rmsprop_flags(hp):
+    return dict(HAS_WD=hp[2] != 0, EPS_IN_SQRT=hp[6] != 0, CENTERED=hp[7] != 0,
+                HAS_MOM=hp[9] != 0, LR_IN_MOM=hp[10] != 0)
+
+
+def _adadelta_flags(hp):
+    return dict(HAS_WD=hp[2] != 0)
+
+
+def _adam_flags(hp):
+    wd, decoupled = hp[2] != 0, hp[3] != 0
+    return dict(HAS_WD=wd and not decoupled, DECAY_PARAM=wd and decoupled, AMSGRAD=hp[8] != 0,
+                EPS_FORM=int(hp[9]))
+
+
+def _adam_scalars(hp, steps, init):
+    """(−step size, b₂, √b₂) per tensor; b₁ = 1 − β₁ᵗ, b₂ = 1 − β₂ᵗ (1 without bias correction)."""
+    lr, beta1, beta2, form = hp[11], hp[12], hp[6], int(hp[9])
+    unique, inverse = np.unique(steps, return_inverse=True)
+    rows = []
+    for step in unique.tolist():  # Python's ** and math.sqrt, as adaptim.functional.adam
+        b1, b2 = (1 - beta1**step, 1 - beta2**step) if hp[13] != 0 else (1.0, 1.0)
+        step_size = lr * math.sqrt(b2) / b1 if form == 2 else lr / b1
+        rows.append((-step_size, b2, math.sqrt(b2)))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)[inverse.reshape(-1)]
+
+
+def _no_scalars(hp, steps, init):
+    return None
+
+
+# kernel -> (flags, per-tensor scalars, the state keys the flags need)
+_SPECS = {
+    "sgd": (_sgd_flags, _sgd_scalars, lambda f: ("momentum_buffer",) if f["HAS_MOM"] else ()),
+    "adagrad": (_adagrad_flags, _adagrad_scalars, lambda f: ("sum",)),
+    "rmsprop": (_rmsprop_flags, _no_scalars,
+                lambda f: ("square_avg",) + (("grad_avg",) if f["CENTERED"] else ())
+                + (("momentum_buffer",) if f["HAS_MOM"] else ())),
+    "adadelta": (_adadelta_flags, _no_scalars, lambda f: ("square_avg", "acc_delta")),
+    "adam": (_adam_flags, _adam_scalars, lambda f: ("exp_avg", "exp_avg_sq")
+             + (("max_exp_avg_sq",) if f["AMSGRAD"] else ())),
+}
+
+
+# ---------------------------------------------------------------- host side
+_DEVICE = operator.attrgetter("device")
+_DTYPE = operator.attrgetter("dtype")
+_IS_CPU = operator.attrgetter("is_cpu")
+_chunk_cache: dict[tuple, Tensor] = {}
+_CHUNK_CACHE_SIZE = 64
+
+
+def _chunks(sizes: tuple[int, ...], block: int, device) -> Tensor:
+    """Rows (tensor index, first element, numel), one per block-sized chunk; cached per device
+    and tuple of sizes (a group's sizes do not change between steps)."""
+    key = (device, block, sizes)
+    table = _chunk_cache.get(key)
+    if table is None:
+        numel = np.asarray(sizes, dtype=np.int64)
+        per = (numel + block - 1) // block
+        index = np.repeat(np.arange(len(sizes), dtype=np.int64), per)
+        first = np.repeat(np.cumsum(per) - per, per)
+        start = (np.arange(len(index), dtype=np.int64) - first) * block
+        rows = np.stack([index, start, numel[index]], axis=1)
+        table = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+        if len(_chunk_cache) >= _CHUNK_CACHE_SIZE:
+            _chunk_cache.pop(next(iter(_chunk_cache)))
+        _chunk_cache[key] = table
+    return table
+
+
+_STEP_TYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+
+
+class _Memory:
+    """``count`` elements of ``dtype`` at ``address``, for ``np.asarray`` (no copy)."""
+
+    def __init__(self, address: int, count: int, dtype: np.dtype):
+        self.__array_interface__ = {"data": (address, False), "shape": (count,),
+                                    "typestr": dtype.str, "version": 3}
+
+
+def _advance_steps(states: list[dict]) -> np.ndarray:
+    """state["step"] += 1 for every tensor (as the unfused rule does, in the step's dtype);
+    returns the new values as float64."""
+    n = len(states)
+    steps = list(map(dict.get, states, repeat("step", n)))
+    if not all(map(isinstance, steps, repeat(Tensor, n))):
+        for i, st in enumerate(states):
+            if not isinstance(steps[i], Tensor):  # a number from an old checkpoint
+                steps[i] = st["step"] = torch.tensor(float(steps[i]), dtype=scalar_dtype())
+    dtypes = set(map(_DTYPE, steps))
+    np_dtype = _STEP_TYPES.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if np_dtype is not None and all(map(_IS_CPU, steps)) and set(map(Tensor.numel, steps)) == {1}:
+        # The usual case: one-element CPU tensors (as torch.optim keeps them). One numpy
+        # operation on their addresses, as the C kernel does with pointers, instead of
+        # torch._foreach_add_ (about 1.6 µs per tensor: 8 ms for 5,000 tensors). A tensor
+        # shared by two states (counted twice by torch) takes the general way below.
+        address = np.fromiter(map(Tensor.data_ptr, steps), np.int64, n)
+        low = int(address.min())
+        offset = address - low
+        if not (offset % np_dtype.itemsize).any() and len(np.unique(offset)) == n:
+            index = offset // np_dtype.itemsize
+            memory = np.asarray(_Memory(low, int(index.max()) + 1, np_dtype))
+            values = memory[index] + np_dtype.type(1)
+            memory[index] = values
+            return values.astype(np.float64)
+    torch._foreach_add_(steps, 1)
+    try:  # one copy for tensors of one dtype, device and shape
+        return torch.stack(steps).reshape(-1).to(torch.float64).cpu().numpy()
+    except RuntimeError:
+        return np.fromiter(map(float, steps), np.float64, n)
+
+
+def _buckets(params, grads, states, keys, needed, device_ok):
+    """Group tensor indices by (device, param kind, state kind), each with its operand columns
+    (param, grad, then one per key of ``keys``: None for a state the options do not use).
+    Indices the kernels cannot take (device, layout, dtype, a needed state missing) are
+    returned apart. The common case (one plain group) is checked in bulk."""
+    n = len(params)
+    columns = [params, grads] + [list(map(dict.get, states, repeat(k, n))) if k in needed
+                                 else None for k in keys]
+    try:
+        devices = set(map(_DEVICE, params))
+        pdtypes = set(map(_DTYPE, params))
+        if len(devices) == 1 and len(pdtypes) == 1 and device_ok(next(iter(devices))):
+            pk = _KINDS.get(next(iter(pdtypes)))
+            numels = list(map(Tensor.numel, params))
+            sdtypes = set()
+            ok = pk is not None and set(map(_DTYPE, grads)) == pdtypes
+            for j, col in enumerate(columns):
+                if not ok:
+                    break
+                if col is None:
+                    continue
+                if j >= 2:
+                    sdtypes |= set(map(_DTYPE, col))
+                ok = (set(map(_DEVICE, col)) == devices and all(map(Tensor.is_contiguous, col))
+                      and list(map(Tensor.numel, col)) == numels)
+            sk = _state_kind(pk, sdtypes)
+            if ok and _kinds_ok(pk, sk):
+                return {(params[0].device, pk, sk): (list(range(n)), columns)}, []
+    except (AttributeError, TypeError):  # a None where a state is needed: tensor by tensor
+        pass
+    buckets: dict[tuple, tuple[list[int], list]] = {}
+    rest = []
+    for i, (p, g, st) in enumerate(zip(params, grads, states)):
+        # complex tensors (SGD keeps them complex) as real views: elementwise, same memory
+        ops = [real_view(p), real_view(g)] + [real_view(st.get(k)) if k in needed else None
+                                              for k in keys]
+        p, g = ops[0], ops[1]
+        pk = _KINDS.get(p.dtype)
+        sk = _state_kind(pk, {t.dtype for t in ops[2:] if t is not None})
+        if not (device_ok(p.device) and _kinds_ok(pk, sk) and g.dtype == p.dtype
+                and all(st.get(k) is not None for k in needed)
+                and all(t.device == p.device and t.is_contiguous() and t.numel() == p.numel()
+                        for t in ops if t is not None)):
+            rest.append(i)
+            continue
+        idx, cols = buckets.setdefault(
+            (p.device, pk, sk), ([], [[] if t is not None else None for t in ops]))
+        idx.append(i)
+        for col, t in zip(cols, ops):
+            if col is not None:
+                col.append(t)
+    return buckets, rest
+
+
+def _state_kind(pk, sdtypes: set):
+    if not sdtypes:  # no state (plain SGD)
+        return pk
+    return _KINDS.get(sdtypes.pop()) if len(sdtypes) == 1 else None
+
+
+def _kinds_ok(pk, sk) -> bool:
+    # float64 parameters keep float64 state; float32/float16/bfloat16 ones any 32/16-bit state
+    return pk is not None and sk is not None and (pk == 0) == (sk == 0)
+
+
+def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars):
+    """One launch over every chunk of every tensor in ``columns``."""
+    global launches
+    n, n_ops = len(columns[0]), len(columns)
+    sizes = tuple(map(Tensor.numel, columns[0]))
+    block = BLOCK_INTERPRET if interpret else BLOCK
+    chunks = _chunks(sizes, block, device)
+    n_scalars = 0 if scalars is None else scalars.shape[1]
+    record = n_ops + n_scalars
+    table = np.zeros(HP_SLOTS + n * record, dtype=np.int64)
+    table[:len(hp)] = np.asarray(hp, dtype=np.float64).view(np.int64)
+    records = table[HP_SLOTS:].reshape(n, record)
+    for j, col in enumerate(columns):
+        if col is not None:
+            records[:, j] = np.fromiter(map(Tensor.data_ptr, col), np.int64, n)
+    if n_scalars:
+        records[:, n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(np.int64)
+    if not chunks.shape[0]:
+        return  # only empty tensors: their steps were counted, nothing else to do
+    table_t = torch.from_numpy(table)
+    if device.type != "cpu":
+        table_t = table_t.to(device, non_blocking=True)
+    kernel = getattr(kernels(interpret), kernel_name + "_kernel")
+    options = dict(PK=pk, SK=sk, BLOCK=block, **flags)
+    launches += 1
+    args = (table_t, table_t.view(torch.float64), chunks)
+    if interpret:
+        with np.errstate(all="ignore"):  # masked-off lanes may divide 0 by 0; never stored
+            kernel[(chunks.shape[0],)](*args, **options)
+    else:
+        with torch.cuda.device(device):
+            kernel[(chunks.shape[0],)](*args, **options, num_warps=NUM_WARPS,
+                                       enable_fp_fusion=False)
+
+
+def update(optimizer, group: dict, params: list[Tensor], grads: list[Tensor],
+           states: list[dict], grad_scale: float, interpret_cpu: bool = False) -> None:
+    """``optimizer``'s rule on one group (real views ``params``/``grads``), gradients times
+    ``grad_scale`` on the fly, every step incremented. CUDA tensors go through the compiled
+    Triton kernels, CPU tensors (with ``interpret_cpu``) through the same kernels in Triton's
+    interpreter; any other tensor through the unfused reference path."""
+    rule, make_hp = _fused._RULES[optimizer.name]
+    hp = make_hp(group, grad_scale, False)
+    name = rule.kernel
+    flags_of, scalars_of, needed_of = _SPECS[name]
+    flags = flags_of(hp)
+    needed = needed_of(flags)
+    is_sgd = name == "sgd"
+    init = set()
+    if is_sgd and flags["HAS_MOM"]:
+        # torch.optim.SGD starts the buffer at the first gradient: the kernel writes v ← g
+        state_dtype = group.get("state_dtype")
+        for i, (p, st) in enumerate(zip(params, states)):
+            if st.get("momentum_buffer") is None:
+                st["momentum_buffer"] = torch.zeros_like(
+                    p, dtype=None if p.is_complex() else state_dtype)  # no complex bfloat16
+                init.add(i)
+
+    def device_ok(device):
+        return device.type == "cuda" or (interpret_cpu and device.type == "cpu")
+
+    buckets, rest = _buckets(params, grads, states, rule.state_keys, needed, device_ok)
+    for (device, pk, sk), (idx, columns) in buckets.items():
+        steps = None if is_sgd else _advance_steps([states[i] for i in idx])
+        scalars = scalars_of(hp, steps, [float(i in init) for i in idx])
+        _launch(name, device.type == "cpu", device, pk, sk, flags, hp, columns, scalars)
+    if rest:
+        for i in rest:
+            if i in init:  # the reference path makes its own first buffer
+                del states[i]["momentum_buffer"]
+        _fused._reference_update(optimizer, group, [params[i] for i in rest],
+                                 [grads[i] for i in rest], [states[i] for i in rest], grad_scale)
+        _fused.cast_state(optimizer, group, [states[i] for i in rest])
