@@ -137,7 +137,7 @@ def test_grad_scale_is_applied_in_the_kernel(name, triton_on_cpu):
     p_f = torch.randn(100, dtype=torch.float64, requires_grad=True)
     p_u = p_f.detach().clone().requires_grad_()
     opt_f = adaptim.create(name, [p_f], fused=True, maximize=True)
-    opt_u = adaptim.create(name, [p_u], maximize=True)
+    opt_u = adaptim.create(name, [p_u], maximize=True, fused=False)
     before = _triton.launches
     for _ in range(3):
         g = torch.randn(100, dtype=torch.float64)
@@ -225,7 +225,7 @@ def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(name
     pf, pu = make(), make()
     assert not pf[0].is_contiguous()
     opt_f = adaptim.create(name, pf, lr=1e-2, fused=True)
-    opt_u = adaptim.create(name, pu, lr=1e-2)
+    opt_u = adaptim.create(name, pu, lr=1e-2, fused=False)
     before = _triton.launches
     for step in range(3):
         for a, b in zip(pf, pu):
@@ -254,7 +254,7 @@ def test_half_precision_parameters_use_float32_arithmetic(name, dtype, triton_on
         p.grad = torch.randn(150).to(dtype)
         ref_p = p.detach().float().requires_grad_()
         ref_p.grad = p.grad.float()
-        ref = adaptim.create(name, [ref_p], lr=1e-2)
+        ref = adaptim.create(name, [ref_p], lr=1e-2, fused=False)
         if opt.state[p]:  # continue from the kernel's state, in float32
             ref.state[ref_p] = {k: v.float() if k != "step" else v.clone()
                                 for k, v in opt.state[p].items()}
