@@ -67,9 +67,7 @@ def config_id(config) -> str:
 
 
 def make_optimizer(name, params, options, fused, **overrides):
-    kwargs = {**options, **overrides}
-    if fused:
-        kwargs["fused"] = True
+    kwargs = {**options, **overrides, "fused": fused}  # False: the reference path (not the default)
     return adaptim.create(name, params, lr=0.05 if name != "adadelta" else 1.0, **kwargs)
 
 
@@ -163,9 +161,8 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
         ddp = DDP(make_model())
         spec = REGISTRY[name]
-        zero_kwargs = {**spec.settings, **options, "lr": 0.05 if name != "adadelta" else 1.0}
-        if fused:
-            zero_kwargs["fused"] = True
+        zero_kwargs = {**spec.settings, **options, "lr": 0.05 if name != "adadelta" else 1.0,
+                       "fused": fused}
         zero = ZeroRedundancyOptimizer(ddp.parameters(), optimizer_class=spec.cls,
                                        **zero_kwargs)
         train(ddp, zero, range(STEPS), batch)

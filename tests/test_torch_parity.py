@@ -1,6 +1,7 @@
 """adaptim == torch.optim (for-loop mode) in float64 for every torch-supported option set:
 single tensors, several parameter groups, tensor lr, complex parameters, LR schedulers, and
-training a real model."""
+training a real model; the default step (the fused kernel on CPU) and, where marked, the
+reference path (fused=False)."""
 
 import pytest
 import torch
@@ -13,9 +14,10 @@ IDS = [case_id(*c) for c in TORCH_CASES]
 RTOL = 1e-9
 
 
-def _run_pair(name, kwargs, make_params, steps=50, scheduler=None, dtype=torch.float64):
+def _run_pair(name, kwargs, make_params, steps=50, scheduler=None, dtype=torch.float64,
+              fused=None):
     ours_p, theirs_p = make_params(), make_params()
-    ours = getattr(adaptim, name)(ours_p, **kwargs)
+    ours = getattr(adaptim, name)(ours_p, fused=fused, **kwargs)
     theirs = getattr(torch.optim, name)(theirs_p, foreach=False, **kwargs)
     scheds = [scheduler(o) for o in (ours, theirs)] if scheduler else []
     flat_o = [p for g in ours.param_groups for p in g["params"]]
@@ -46,9 +48,11 @@ def _single(shape=(6, 4), dtype=torch.float64):
     return lambda: [init.clone().requires_grad_()]
 
 
+# fused=None: the default (the C kernel on CPU); fused=False: the reference path
+@pytest.mark.parametrize("fused", [None, False], ids=["default", "reference"])
 @pytest.mark.parametrize("name,kwargs", TORCH_CASES, ids=IDS)
-def test_parity_single_tensor(name, kwargs):
-    _run_pair(name, kwargs, _single())
+def test_parity_single_tensor(name, kwargs, fused):
+    _run_pair(name, kwargs, _single(), fused=fused)
 
 
 @pytest.mark.parametrize("name,kwargs", TORCH_CASES, ids=IDS)
@@ -56,8 +60,9 @@ def test_parity_complex(name, kwargs):
     _run_pair(name, kwargs, _single(dtype=torch.complex128), steps=20)
 
 
+@pytest.mark.parametrize("fused", [None, False], ids=["default", "reference"])
 @pytest.mark.parametrize("name,kwargs", TORCH_CASES, ids=IDS)
-def test_parity_param_groups_and_tensor_lr(name, kwargs):
+def test_parity_param_groups_and_tensor_lr(name, kwargs, fused):
     base_lr = kwargs.get("lr", 1e-2)
 
     def make():
@@ -68,7 +73,7 @@ def test_parity_param_groups_and_tensor_lr(name, kwargs):
         return [{"params": [a, b]},
                 {"params": [c], "lr": torch.tensor(base_lr * 0.5, dtype=torch.float64)}]
 
-    _run_pair(name, kwargs, make, steps=20)
+    _run_pair(name, kwargs, make, steps=20, fused=fused)
 
 
 SCHEDULERS = {
