@@ -130,6 +130,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 states: list[dict]) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _make_state(self, param: Tensor, state: dict, group: dict) -> None:
+        """The optimizer's ``_init_state``, stored in the group's ``state_dtype`` from birth (so
+        no step has to look for state in another dtype)."""
+        self._init_state(param, state, group)
+        if group.get("state_dtype") is not None:
+            _fused.cast_state(self, group, [state])
+
     def _gather(self, group: dict):
         """Parameters with gradients, their gradients and states (lazily initialised); complex
         tensors are viewed as real, as torch.optim does, so the update rules see real tensors."""
@@ -149,7 +156,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             if not stateless or p in state_of:
                 state = state_of[p]
                 if not state:
-                    self._init_state(p, state, group)
+                    self._make_state(p, state, group)
             else:
                 state = {}  # nothing to keep: no empty entry in state_dict, as torch.optim
             if view is not None and p.is_complex():

@@ -254,7 +254,6 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
     group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
     equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step)."""
-    cast_state(optimizer, group)
     name = optimizer.name
     if fused is None:
         fused = bool(group.get("fused"))

@@ -58,7 +58,7 @@ class Adagrad(AdaptimOptimizer):
         group = self.param_groups[-1]
         for p in group["params"]:
             if not self.state[p]:
-                self._init_state(p, self.state[p], group)
+                self._make_state(p, self.state[p], group)
 
     def _required_state(self, group: dict) -> set[str]:
         return {"step", "sum"}
