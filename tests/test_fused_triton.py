@@ -404,3 +404,50 @@ def test_interpreter_switch_is_scoped(monkeypatch):
     with _triton._interpreting():
         assert os.environ["TRITON_INTERPRET"] == "1"
     assert "TRITON_INTERPRET" not in os.environ
+
+
+# ---------------------------------------------------------------- compiled for real GPUs
+# No GPU is needed to compile: Triton lowers a kernel to PTX and, with the ptxas it bundles, to a
+# cubin for any CUDA architecture. Each rule must build for Ampere (sm_80) and Hopper (sm_90)
+# with the launch options of _triton.py, and its PTX must say what the docstrings promise:
+# IEEE division and square root (no approximate ones), and no multiply or add the assembler
+# could contract into an FMA (only ".rn" forms, which ptxas never fuses; FMAs only where the
+# source writes tl.fma).
+AOT_VARIANTS = [  # (rule, param kind, state kind, flags); kinds: 0 f64, 1 f32, 2 f16, 3 bf16
+    ("sgd", 1, 1, dict(HAS_WD=True, HAS_MOM=True, NESTEROV=True)),
+    ("sgd", 2, 2, dict(HAS_WD=True, HAS_MOM=True, NESTEROV=False)),
+    ("adagrad", 1, 1, dict(HAS_WD=True, EPS_IN_SQRT=True)),
+    ("rmsprop", 1, 3, dict(HAS_WD=True, EPS_IN_SQRT=False, CENTERED=True, HAS_MOM=True,
+                           LR_IN_MOM=True)),
+    ("adadelta", 0, 0, dict(HAS_WD=True)),
+    ("adam", 1, 1, dict(HAS_WD=False, DECAY_PARAM=True, AMSGRAD=True, EPS_FORM=0)),
+    ("adam", 3, 3, dict(HAS_WD=True, DECAY_PARAM=False, AMSGRAD=False, EPS_FORM=2)),
+    ("adam", 0, 0, dict(HAS_WD=False, DECAY_PARAM=False, AMSGRAD=False, EPS_FORM=1)),
+]
+
+
+@pytest.mark.parametrize("arch", [80, 90], ids=["sm80", "sm90"])
+@pytest.mark.parametrize("rule,pk,sk,flags", AOT_VARIANTS,
+                         ids=[f"{r}-p{p}-s{s}" for r, p, s, _ in AOT_VARIANTS])
+def test_kernels_compile_for_gpus_with_ieee_arithmetic(rule, pk, sk, flags, arch):
+    import re
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = getattr(_triton.kernels(False), f"{rule}_kernel")
+    signature = {p.name: "constexpr" if p.is_constexpr else
+                 "*fp64" if p.name == "table_f64" else "*i64" for p in fn.params}
+    constants = dict(PK=pk, SK=sk, BLOCK=_triton.BLOCK, **flags)
+    compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants),
+                              target=GPUTarget("cuda", arch, 32),
+                              options=dict(num_warps=_triton.NUM_WARPS, enable_fp_fusion=False))
+    assert compiled.asm["cubin"]  # ptxas accepted the PTX for this architecture
+    ptx = compiled.asm["ptx"]
+    assert not re.search(r"\b(sqrt|div|rcp)\.(approx|full)\b", ptx)
+    fp = "f64" if pk == 0 else "f32"
+    assert not re.search(rf"\b(mul|add|sub)\.{fp}\b", ptx), "a contractible op"
+    assert re.search(rf"\bfma\.rn\.{fp}\b", ptx)  # the FMAs the rule writes
+    if rule != "sgd":
+        assert re.search(rf"\bsqrt\.rn\.{fp}\b", ptx) and re.search(rf"\bdiv\.rn\.{fp}\b", ptx)
