@@ -42,6 +42,16 @@ def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
 class AdaptimOptimizer(torch.optim.Optimizer):
     """Base class of every adaptim optimizer (a :class:`torch.optim.Optimizer`).
 
+    Keyword options every adaptim optimizer takes beyond torch's arguments:
+
+    - ``fused``: None (default) runs the fused C kernel for CPU float32/float64 groups (one pass
+      over memory; equal to the reference path to rounding) and the reference path elsewhere;
+      True asks for a fused step (C on CPU, Triton on CUDA; a warning where none can run);
+      False is the reference path (the functional rule per tensor: torch.optim's bits).
+    - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
+    - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
+    - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
+
     Subclasses define:
 
     - ``name``: the registry name of the algorithm;
