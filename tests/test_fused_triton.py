@@ -192,6 +192,40 @@ def test_no_recompilation_when_lr_changes_every_step(triton_on_cpu, monkeypatch)
     torch.testing.assert_close(pf[0], pu[0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("layout,aligned", [("sizes multiple of 8", True),
+                                            ("one size not a multiple of 8", False),
+                                            ("one pointer off 16 bytes", False)])
+def test_vector_access_only_when_every_operand_allows_it(layout, aligned, triton_on_cpu,
+                                                         monkeypatch):
+    """ALIGNED (16-byte vector loads/stores on a GPU) is chosen only when every pointer is
+    16-byte aligned and every element count a multiple of 8; either way the step is right."""
+    module = _triton.kernels(interpret=True)
+    spy = _LaunchSpy(module.adam_kernel)
+    monkeypatch.setattr(module, "adam_kernel", spy)
+
+    def make():
+        torch.manual_seed(0)
+        ps = [torch.randn(64), torch.randn(24, 8)]
+        if layout == "one size not a multiple of 8":
+            ps.append(torch.randn(65))
+        elif layout == "one pointer off 16 bytes":
+            ps.append(torch.randn(33)[1:])  # contiguous, 32 elements, 4 bytes past alignment
+        return [p.requires_grad_() for p in ps]
+
+    pf, pu = make(), make()
+    assert all(p.is_contiguous() for p in pf)
+    of, ou = adaptim.Adam(pf, lr=1e-2, fused=True), adaptim.Adam(pu, lr=1e-2, fused=False)
+    for step in range(3):
+        for a, b in zip(pf, pu):
+            a.grad = torch.cos(torch.arange(a.numel(), dtype=a.dtype) + step).reshape(a.shape)
+            b.grad = a.grad.clone()
+        of.step()
+        ou.step()
+    assert [kwargs["ALIGNED"] for _, kwargs in spy.calls] == [aligned] * 3
+    for a, b in zip(pf, pu):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+
+
 @pytest.mark.parametrize("name,kw", [("adam", {}), ("adamw", dict(amsgrad=True)),
                                      ("adagrad", dict(lr_decay=0.1)), ("adam", dict(eps_hat=True))])
 def test_tensors_with_different_step_counts(name, kw, triton_on_cpu):
@@ -410,19 +444,23 @@ def test_interpreter_switch_is_scoped(monkeypatch):
 # No GPU is needed to compile: Triton lowers a kernel to PTX and, with the ptxas it bundles, to a
 # cubin for any CUDA architecture. Each rule must build for Ampere (sm_80) and Hopper (sm_90)
 # with the launch options of _triton.py, and its PTX must say what the docstrings promise:
-# IEEE division and square root (no approximate ones), and no multiply or add the assembler
-# could contract into an FMA (only ".rn" forms, which ptxas never fuses; FMAs only where the
-# source writes tl.fma).
+# IEEE division and square root (no approximate ones), no multiply or add the assembler could
+# contract into an FMA (only ".rn" forms, which ptxas never fuses; FMAs only where the source
+# writes tl.fma), and 16-byte vector memory access exactly when the launch says ALIGNED.
 AOT_VARIANTS = [  # (rule, param kind, state kind, flags); kinds: 0 f64, 1 f32, 2 f16, 3 bf16
-    ("sgd", 1, 1, dict(HAS_WD=True, HAS_MOM=True, NESTEROV=True)),
-    ("sgd", 2, 2, dict(HAS_WD=True, HAS_MOM=True, NESTEROV=False)),
-    ("adagrad", 1, 1, dict(HAS_WD=True, EPS_IN_SQRT=True)),
-    ("rmsprop", 1, 3, dict(HAS_WD=True, EPS_IN_SQRT=False, CENTERED=True, HAS_MOM=True,
-                           LR_IN_MOM=True)),
-    ("adadelta", 0, 0, dict(HAS_WD=True)),
-    ("adam", 1, 1, dict(HAS_WD=False, DECAY_PARAM=True, AMSGRAD=True, EPS_FORM=0)),
-    ("adam", 3, 3, dict(HAS_WD=True, DECAY_PARAM=False, AMSGRAD=False, EPS_FORM=2)),
-    ("adam", 0, 0, dict(HAS_WD=False, DECAY_PARAM=False, AMSGRAD=False, EPS_FORM=1)),
+    ("sgd", 1, 1, dict(ALIGNED=True, HAS_WD=True, HAS_MOM=True, NESTEROV=True)),
+    ("sgd", 2, 2, dict(ALIGNED=False, HAS_WD=True, HAS_MOM=True, NESTEROV=False)),
+    ("adagrad", 1, 1, dict(ALIGNED=False, HAS_WD=True, EPS_IN_SQRT=True)),
+    ("rmsprop", 1, 3, dict(ALIGNED=True, HAS_WD=True, EPS_IN_SQRT=False, CENTERED=True,
+                           HAS_MOM=True, LR_IN_MOM=True)),
+    ("rmsprop", 1, 1, dict(ALIGNED=True, HAS_WD=False, EPS_IN_SQRT=False, CENTERED=False,
+                           HAS_MOM=False, LR_IN_MOM=False)),
+    ("adadelta", 0, 0, dict(ALIGNED=True, HAS_WD=True)),
+    ("adam", 1, 1, dict(ALIGNED=True, HAS_WD=False, DECAY_PARAM=True, AMSGRAD=True, EPS_FORM=0)),
+    ("adam", 3, 3, dict(ALIGNED=False, HAS_WD=True, DECAY_PARAM=False, AMSGRAD=False,
+                        EPS_FORM=2)),
+    ("adam", 0, 0, dict(ALIGNED=False, HAS_WD=False, DECAY_PARAM=False, AMSGRAD=False,
+                        EPS_FORM=1)),
 ]
 
 
@@ -451,3 +489,7 @@ def test_kernels_compile_for_gpus_with_ieee_arithmetic(rule, pk, sk, flags, arch
     assert re.search(rf"\bfma\.rn\.{fp}\b", ptx)  # the FMAs the rule writes
     if rule != "sgd":
         assert re.search(rf"\bsqrt\.rn\.{fp}\b", ptx) and re.search(rf"\bdiv\.rn\.{fp}\b", ptx)
+    # ALIGNED: the tensors are read and written in 16-byte vectors (v4 of 32 bits, v2 of 64);
+    # otherwise element by element (the compiler cannot prove alignment)
+    vector = re.findall(r"\b(?:ld|st)\.global(?:\.[\w:]+)*\.v[24]\.b(?:32|64)\b", ptx)
+    assert bool(vector) == flags["ALIGNED"]

@@ -314,7 +314,10 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
     if device.type != "cpu":
         table_t = table_t.to(device, non_blocking=True)
     kernel = getattr(kernels(interpret), kernel_name + "_kernel")
-    options = dict(PK=pk, SK=sk, BLOCK=block, **flags)
+    # 16-byte vector loads and stores are legal when every operand starts 16-byte aligned and
+    # every element count is a multiple of 8 (then no 16-byte group straddles a mask edge).
+    aligned = not (records[:, :n_ops] % 16).any() and not (np.asarray(sizes) % 8).any()
+    options = dict(PK=pk, SK=sk, BLOCK=block, ALIGNED=bool(aligned), **flags)
     launches += 1
     args = (table_t, table_t.view(torch.float64), chunks)
     if interpret:

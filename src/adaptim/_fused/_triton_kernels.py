@@ -31,12 +31,17 @@ HP_SLOTS = tl.constexpr(16)  # hyperparameter slots before the first record (the
 
 # ---------------------------------------------------------------- helpers
 @triton.jit
-def _chunk(chunks, BLOCK: tl.constexpr):
-    """This program's tensor index, element offsets and mask."""
+def _chunk(chunks, BLOCK: tl.constexpr, ALIGNED: tl.constexpr):
+    """This program's tensor index, element offsets and mask. ALIGNED (the host checked it):
+    every tensor's element count is a multiple of 8, so the mask is constant over 8 elements
+    and loads can be vectorised (chunk starts are multiples of BLOCK by construction)."""
     c = tl.program_id(0)
     t = tl.load(chunks + 3 * c)
     start = tl.load(chunks + 3 * c + 1)
     numel = tl.load(chunks + 3 * c + 2)
+    if ALIGNED:
+        start = tl.multiple_of(start, BLOCK)
+        numel = tl.multiple_of(numel, 8)
     offs = start + tl.arange(0, BLOCK)
     return t, offs, offs < numel
 
@@ -66,36 +71,46 @@ def _scalar(table_f64, t, j, RECORD: tl.constexpr, PK: tl.constexpr):
 
 
 @triton.jit
-def _load(addr, offs, mask, KIND: tl.constexpr):
+def _ptr(addr, DTYPE: tl.constexpr, ALIGNED: tl.constexpr):
+    """``addr`` as a pointer to DTYPE; ALIGNED (the host checked every pointer): 16-byte
+    aligned, which lets the compiler use 16-byte vector loads and stores."""
+    p = addr.to(tl.pointer_type(DTYPE))
+    if ALIGNED:
+        p = tl.multiple_of(p, 16)
+    return p
+
+
+@triton.jit
+def _load(addr, offs, mask, KIND: tl.constexpr, ALIGNED: tl.constexpr):
     """Elements of the tensor at ``addr`` in the arithmetic type (float64 for KIND 0, else
     float32)."""
     if KIND == 0:
-        x = tl.load(addr.to(tl.pointer_type(tl.float64)) + offs, mask=mask, other=0.0)
+        x = tl.load(_ptr(addr, tl.float64, ALIGNED) + offs, mask=mask, other=0.0)
     elif KIND == 1:
-        x = tl.load(addr.to(tl.pointer_type(tl.float32)) + offs, mask=mask, other=0.0)
+        x = tl.load(_ptr(addr, tl.float32, ALIGNED) + offs, mask=mask, other=0.0)
     elif KIND == 2:
-        x = tl.load(addr.to(tl.pointer_type(tl.float16)) + offs, mask=mask, other=0.0)
+        x = tl.load(_ptr(addr, tl.float16, ALIGNED) + offs, mask=mask, other=0.0)
         x = x.to(tl.float32)
     else:  # bfloat16: the upper half of a float32
-        bits = tl.load(addr.to(tl.pointer_type(tl.uint16)) + offs, mask=mask, other=0)
+        bits = tl.load(_ptr(addr, tl.uint16, ALIGNED) + offs, mask=mask, other=0)
         x = (bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
     return x
 
 
 @triton.jit
-def _store(addr, offs, x, mask, KIND: tl.constexpr):
+def _store(addr, offs, x, mask, KIND: tl.constexpr, ALIGNED: tl.constexpr):
     """Store ``x`` (arithmetic type) into the tensor at ``addr``, rounding to nearest even."""
     if KIND == 0:
-        tl.store(addr.to(tl.pointer_type(tl.float64)) + offs, x, mask=mask)
+        tl.store(_ptr(addr, tl.float64, ALIGNED) + offs, x, mask=mask)
     elif KIND == 1:
-        tl.store(addr.to(tl.pointer_type(tl.float32)) + offs, x, mask=mask)
+        tl.store(_ptr(addr, tl.float32, ALIGNED) + offs, x, mask=mask)
     elif KIND == 2:
-        tl.store(addr.to(tl.pointer_type(tl.float16)) + offs, x.to(tl.float16), mask=mask)
+        tl.store(_ptr(addr, tl.float16, ALIGNED) + offs, x.to(tl.float16), mask=mask)
     else:  # bfloat16 as c10::BFloat16(float): round to nearest even, NaN stays NaN
         bits = x.to(tl.uint32, bitcast=True)
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
         bits = tl.where(x != x, 0x7FC0, bits)
-        tl.store(addr.to(tl.pointer_type(tl.uint16)) + offs, bits.to(tl.uint16), mask=mask)
+        tl.store(_ptr(addr, tl.uint16, ALIGNED) + offs, bits.to(tl.uint16), mask=mask)
 
 
 @triton.jit
@@ -137,71 +152,71 @@ def _lerp(start, end, w):
 # ---------------------------------------------------------------- rules
 @triton.jit
 def sgd_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-               BLOCK: tl.constexpr, HAS_WD: tl.constexpr, HAS_MOM: tl.constexpr,
+               BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, HAS_MOM: tl.constexpr,
                NESTEROV: tl.constexpr):
     """SGD. Record: P, G, BUF, init (1.0: first step, v ← g). hp: [gs, wd, has_wd, -lr,
     momentum, has_momentum, 1-dampening, nesterov, init]."""
     RECORD: tl.constexpr = 4
-    t, offs, mask = _chunk(chunks, BLOCK)
+    t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
-    P = _load(p_addr, offs, mask, PK)
-    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK), P, table_f64, PK, HAS_WD)
+    P = _load(p_addr, offs, mask, PK, ALIGNED)
+    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
     d = g
     if HAS_MOM:
         mom = _hp(table_f64, 4, PK)
         b_addr = _addr(table, t, 2, RECORD)
-        v = tl.fma(_hp(table_f64, 6, PK), g, _load(b_addr, offs, mask, SK) * mom)
+        v = tl.fma(_hp(table_f64, 6, PK), g, _load(b_addr, offs, mask, SK, ALIGNED) * mom)
         v = tl.where(_scalar(table_f64, t, 3, RECORD, PK) != 0, g, v)
-        _store(b_addr, offs, v, mask, SK)
+        _store(b_addr, offs, v, mask, SK, ALIGNED)
         if NESTEROV:
             d = tl.fma(mom, v, g)
         else:
             d = v
-    _store(p_addr, offs, tl.fma(_hp(table_f64, 3, PK), d, P), mask, PK)
+    _store(p_addr, offs, tl.fma(_hp(table_f64, 3, PK), d, P), mask, PK, ALIGNED)
 
 
 @triton.jit
 def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                   BLOCK: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr):
+                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr):
     """AdaGrad. Record: P, G, SUM, −η_t (η_t = η / (1 + (t − 1) lr_decay)). hp: [gs, wd, has_wd,
     lr, lr_decay, eps, eps_in_sqrt]."""
     RECORD: tl.constexpr = 4
-    t, offs, mask = _chunk(chunks, BLOCK)
+    t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
     s_addr = _addr(table, t, 2, RECORD)
-    P = _load(p_addr, offs, mask, PK)
-    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK), P, table_f64, PK, HAS_WD)
-    s = tl.fma(g, g, _load(s_addr, offs, mask, SK))
-    _store(s_addr, offs, s, mask, SK)
+    P = _load(p_addr, offs, mask, PK, ALIGNED)
+    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
+    s = tl.fma(g, g, _load(s_addr, offs, mask, SK, ALIGNED))
+    _store(s_addr, offs, s, mask, SK, ALIGNED)
     eps = _hp(table_f64, 5, PK)
     if EPS_IN_SQRT:
         std = _sqrt(s + eps, PK)
     else:
         std = _sqrt(s, PK) + eps
     P = P + _div(_scalar(table_f64, t, 3, RECORD, PK) * g, std, PK)
-    _store(p_addr, offs, P, mask, PK)
+    _store(p_addr, offs, P, mask, PK, ALIGNED)
 
 
 @triton.jit
 def rmsprop_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                   BLOCK: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
+                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
                    CENTERED: tl.constexpr, HAS_MOM: tl.constexpr, LR_IN_MOM: tl.constexpr):
     """RMSProp. Record: P, G, SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER. hp: [gs, wd, has_wd, alpha,
     1-alpha, eps, eps_in_sqrt, centered, momentum, has_momentum, lr_in_momentum, lr, -lr]."""
     RECORD: tl.constexpr = 5
-    t, offs, mask = _chunk(chunks, BLOCK)
+    t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
     sq_addr = _addr(table, t, 2, RECORD)
-    P = _load(p_addr, offs, mask, PK)
-    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK), P, table_f64, PK, HAS_WD)
+    P = _load(p_addr, offs, mask, PK, ALIGNED)
+    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
     w = _hp(table_f64, 4, PK)
-    sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK) * _hp(table_f64, 3, PK))
-    _store(sq_addr, offs, sq, mask, SK)
+    sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 3, PK))
+    _store(sq_addr, offs, sq, mask, SK, ALIGNED)
     s = sq
     if CENTERED:
         ga_addr = _addr(table, t, 3, RECORD)
-        ga = _lerp(_load(ga_addr, offs, mask, SK), g, w)
-        _store(ga_addr, offs, ga, mask, SK)
+        ga = _lerp(_load(ga_addr, offs, mask, SK, ALIGNED), g, w)
+        _store(ga_addr, offs, ga, mask, SK, ALIGNED)
         s = tl.fma(-ga, ga, sq)
         s = tl.where(s < 0, 0.0, s)  # rounding can make E[g²] − E[g]² < 0; NaN passes
     eps = _hp(table_f64, 5, PK)
@@ -211,69 +226,69 @@ def rmsprop_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
         avg = _sqrt(s, PK) + eps
     if HAS_MOM:
         mb_addr = _addr(table, t, 4, RECORD)
-        mb = _load(mb_addr, offs, mask, SK) * _hp(table_f64, 8, PK)
+        mb = _load(mb_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 8, PK)
         if LR_IN_MOM:
             mb = mb + _div(_hp(table_f64, 11, PK) * g, avg, PK)
-            _store(mb_addr, offs, mb, mask, SK)
+            _store(mb_addr, offs, mb, mask, SK, ALIGNED)
             P = P - mb
         else:
             mb = mb + _div(g, avg, PK)
-            _store(mb_addr, offs, mb, mask, SK)
+            _store(mb_addr, offs, mb, mask, SK, ALIGNED)
             P = tl.fma(_hp(table_f64, 12, PK), mb, P)
     else:
         P = P + _div(_hp(table_f64, 12, PK) * g, avg, PK)
-    _store(p_addr, offs, P, mask, PK)
+    _store(p_addr, offs, P, mask, PK, ALIGNED)
 
 
 @triton.jit
 def adadelta_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                    BLOCK: tl.constexpr, HAS_WD: tl.constexpr):
+                    BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr):
     """AdaDelta. Record: P, G, SQUARE_AVG, ACC_DELTA. hp: [gs, wd, has_wd, rho, 1-rho, eps, -lr]."""
     RECORD: tl.constexpr = 4
-    t, offs, mask = _chunk(chunks, BLOCK)
+    t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
     sq_addr = _addr(table, t, 2, RECORD)
     ad_addr = _addr(table, t, 3, RECORD)
-    P = _load(p_addr, offs, mask, PK)
-    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK), P, table_f64, PK, HAS_WD)
+    P = _load(p_addr, offs, mask, PK, ALIGNED)
+    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
     rho = _hp(table_f64, 3, PK)
     w = _hp(table_f64, 4, PK)
     eps = _hp(table_f64, 5, PK)
-    sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK) * rho)
-    _store(sq_addr, offs, sq, mask, SK)
+    sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK, ALIGNED) * rho)
+    _store(sq_addr, offs, sq, mask, SK, ALIGNED)
     std = _sqrt(sq + eps, PK)
-    ad = _load(ad_addr, offs, mask, SK)
+    ad = _load(ad_addr, offs, mask, SK, ALIGNED)
     delta = _div(_sqrt(ad + eps, PK), std, PK) * g
     ad = tl.fma(w * delta, delta, ad * rho)
-    _store(ad_addr, offs, ad, mask, SK)
-    _store(p_addr, offs, tl.fma(_hp(table_f64, 6, PK), delta, P), mask, PK)
+    _store(ad_addr, offs, ad, mask, SK, ALIGNED)
+    _store(p_addr, offs, tl.fma(_hp(table_f64, 6, PK), delta, P), mask, PK, ALIGNED)
 
 
 @triton.jit
 def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                BLOCK: tl.constexpr, HAS_WD: tl.constexpr, DECAY_PARAM: tl.constexpr,
+                BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, DECAY_PARAM: tl.constexpr,
                 AMSGRAD: tl.constexpr, EPS_FORM: tl.constexpr):
     """Adam/AdamW/AMSGrad. Record: P, G, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, −step size,
     b₂ = 1 − β₂ᵗ, √b₂. hp: [gs, wd, has_wd, decoupled, 1-lr·wd, 1-beta1, beta2, 1-beta2,
     amsgrad, eps_form (0 torch, 1 eps_in_sqrt, 2 eps_hat), eps, lr, beta1, bias_correction]."""
     RECORD: tl.constexpr = 8
-    t, offs, mask = _chunk(chunks, BLOCK)
+    t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
     m_addr = _addr(table, t, 2, RECORD)
     v_addr = _addr(table, t, 3, RECORD)
-    P = _load(p_addr, offs, mask, PK)
+    P = _load(p_addr, offs, mask, PK, ALIGNED)
     if DECAY_PARAM:  # AdamW: θ ← θ (1 − η λ)
         P = P * _hp(table_f64, 4, PK)
-    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK), P, table_f64, PK, HAS_WD)
-    m = _lerp(_load(m_addr, offs, mask, SK), g, _hp(table_f64, 5, PK))
-    _store(m_addr, offs, m, mask, SK)
-    v = tl.fma(_hp(table_f64, 7, PK) * g, g, _load(v_addr, offs, mask, SK) * _hp(table_f64, 6, PK))
-    _store(v_addr, offs, v, mask, SK)
+    g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
+    m = _lerp(_load(m_addr, offs, mask, SK, ALIGNED), g, _hp(table_f64, 5, PK))
+    _store(m_addr, offs, m, mask, SK, ALIGNED)
+    v = tl.fma(_hp(table_f64, 7, PK) * g, g, _load(v_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 6, PK))
+    _store(v_addr, offs, v, mask, SK, ALIGNED)
     if AMSGRAD:  # torch.maximum: NaN if either is NaN
         vm_addr = _addr(table, t, 4, RECORD)
-        vm = _load(vm_addr, offs, mask, SK)
+        vm = _load(vm_addr, offs, mask, SK, ALIGNED)
         vm = tl.where(vm != vm, vm, tl.where(v != v, v, tl.where(vm > v, vm, v)))
-        _store(vm_addr, offs, vm, mask, SK)
+        _store(vm_addr, offs, vm, mask, SK, ALIGNED)
         v = vm
     eps = _hp(table_f64, 10, PK)
     if EPS_FORM == 0:
@@ -283,4 +298,4 @@ def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
     else:
         denom = _sqrt(v, PK) + eps
     P = P + _div(_scalar(table_f64, t, 5, RECORD, PK) * m, denom, PK)
-    _store(p_addr, offs, P, mask, PK)
+    _store(p_addr, offs, P, mask, PK, ALIGNED)
