@@ -106,3 +106,32 @@ def gradient_sequence(shape, steps: int, dtype=torch.float64, seed: int = 0):
         out.append(g.to(dtype) if not dtype.is_complex else torch.complex(
             g, torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype))
     return out
+
+
+# ---------------------------------------------------------------- a shared fused-path scenario
+# Optimizers whose step depends on the tensor's own step count (bias corrections, lr decay).
+STEP_COUNT_CASES = [("adam", {}), ("adamw", dict(amsgrad=True)), ("adagrad", dict(lr_decay=0.1)),
+                    ("adam", dict(eps_hat=True))]
+
+
+def check_per_tensor_step_counts(name: str, kw: dict) -> None:
+    """A parameter that misses every other step (grad None) keeps its own step count, and a
+    fused step (whichever kernel fused=True reaches) stays equal to the unfused one."""
+    import adaptim
+
+    def run(fused):
+        torch.manual_seed(0)
+        a = torch.randn(30, dtype=torch.float64, requires_grad=True)
+        b = torch.randn(20, dtype=torch.float64, requires_grad=True)
+        opt = adaptim.create(name, [a, b], fused=fused, **kw)
+        for step in range(6):
+            a.grad = torch.sin(torch.arange(30.0, dtype=torch.float64) + step)
+            b.grad = torch.cos(torch.arange(20.0, dtype=torch.float64) * step) if step % 2 else None
+            opt.step()
+        return a, b, opt
+
+    af, bf, of = run(True)
+    au, bu, _ = run(False)
+    assert float(of.state[af]["step"]) == 6 and float(of.state[bf]["step"]) == 3
+    torch.testing.assert_close(af, au, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)

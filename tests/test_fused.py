@@ -20,6 +20,7 @@ from adaptim import _fused
 from adaptim._fused import _ckernel
 from adaptim.registry import REGISTRY
 from cases import CASES as SHARED_CASES
+from cases import STEP_COUNT_CASES, check_per_tensor_step_counts
 
 TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-6, atol=1e-6)}
 
@@ -371,27 +372,10 @@ def test_bench_command_writes_a_report(tmp_path):
     assert "| rmsprop |" in md.read_text()
 
 
-@pytest.mark.parametrize("name,kw", [("adam", {}), ("adamw", dict(amsgrad=True)),
-                                     ("adagrad", dict(lr_decay=0.1)),
-                                     ("adam", dict(eps_hat=True))])
+@pytest.mark.parametrize("name,kw", STEP_COUNT_CASES)
 def test_tensors_with_different_step_counts(name, kw):
-    """The kernel reads each tensor's own step for the bias corrections / lr decay: a parameter
-    that misses steps stays in step with the unfused path."""
-    def run(fused):
-        torch.manual_seed(0)
-        a = torch.randn(30, dtype=torch.float64, requires_grad=True)
-        b = torch.randn(20, dtype=torch.float64, requires_grad=True)
-        opt = adaptim.create(name, [a, b], fused=fused, **kw)
-        for step in range(6):
-            a.grad = torch.sin(torch.arange(30.0, dtype=torch.float64) + step)
-            b.grad = torch.cos(torch.arange(20.0, dtype=torch.float64) * step) if step % 2 else None
-            opt.step()
-        return a, b, opt
-    af, bf, of = run(True)
-    au, bu, ou = run(False)
-    assert float(of.state[af]["step"]) == 6 and float(of.state[bf]["step"]) == 3
-    torch.testing.assert_close(af, au, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)
+    """The C kernel reads each tensor's own step for the bias corrections / lr decay."""
+    check_per_tensor_step_counts(name, kw)
 
 
 def test_whole_group_plan_takes_plain_groups_and_refuses_odd_ones():

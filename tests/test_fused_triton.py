@@ -24,6 +24,7 @@ import adaptim
 from adaptim import _fused
 from adaptim.registry import REGISTRY
 from cases import CASES as SHARED_CASES
+from cases import STEP_COUNT_CASES, check_per_tensor_step_counts
 
 pytest.importorskip("triton")
 from adaptim._fused import _triton  # noqa: E402  (needs triton)
@@ -226,25 +227,10 @@ def test_vector_access_only_when_every_operand_allows_it(layout, aligned, triton
         torch.testing.assert_close(a, b, **TOL[torch.float32])
 
 
-@pytest.mark.parametrize("name,kw", [("adam", {}), ("adamw", dict(amsgrad=True)),
-                                     ("adagrad", dict(lr_decay=0.1)), ("adam", dict(eps_hat=True))])
+@pytest.mark.parametrize("name,kw", STEP_COUNT_CASES)
 def test_tensors_with_different_step_counts(name, kw, triton_on_cpu):
     """Each tensor's own step gives its bias corrections / lr decay (the per-tensor scalars)."""
-    def run(fused):
-        torch.manual_seed(0)
-        a = torch.randn(30, dtype=torch.float64, requires_grad=True)
-        b = torch.randn(20, dtype=torch.float64, requires_grad=True)
-        opt = adaptim.create(name, [a, b], fused=fused, **kw)
-        for step in range(6):
-            a.grad = torch.sin(torch.arange(30.0, dtype=torch.float64) + step)
-            b.grad = torch.cos(torch.arange(20.0, dtype=torch.float64) * step) if step % 2 else None
-            opt.step()
-        return a, b, opt
-    af, bf, of = run(True)
-    au, bu, _ = run(False)
-    assert float(of.state[af]["step"]) == 6 and float(of.state[bf]["step"]) == 3
-    torch.testing.assert_close(af, au, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)
+    check_per_tensor_step_counts(name, kw)
 
 
 @pytest.mark.parametrize("name", ["adam", "momentum"])
