@@ -66,19 +66,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, repeat: int, device, stat=min) -> float:
-    """Seconds of ``repeat`` calls after one warm-up: the minimum (``stat``), because on a shared
-    machine other processes only ever add time (the medians go to the JSON too)."""
+def _seconds(fn, device) -> float:
+    """Wall time of one call, the device synchronised."""
+    start = time.perf_counter()
     fn()
     _sync(device)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    _time.last_median = statistics.median(times)
-    return stat(times)
+    return time.perf_counter() - start
+
+
+def _time(fn, repeat: int, device) -> float:
+    """Seconds of the fastest of ``repeat`` calls after one warm-up: the minimum, because on a
+    shared machine other processes only ever add time."""
+    fn()
+    _sync(device)
+    return min(_seconds(fn, device) for _ in range(repeat))
 
 
 def measure_bandwidth(numel: int, repeat: int, device) -> dict:
@@ -145,10 +146,7 @@ def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: 
         times = {name: [] for name in steps}
         for _ in range(repeat):
             for name, fn in steps.items():
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
+                times[name].append(_seconds(fn, device))
         steps = None  # frees the optimizers' state before the next case
         row.update({m: 1e3 * min(t) for m, t in times.items() if m != "probe"})
         results[case] = row
