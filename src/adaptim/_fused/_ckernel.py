@@ -89,7 +89,6 @@ def library_path(mode: int, cc: str | None = None) -> Path:
 
 
 def _build(cc: str, mode: int, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:

@@ -158,8 +158,7 @@ _SPECS = {
 
 # ---------------------------------------------------------------- host side
 _DEVICE = operator.attrgetter("device")
-_DTYPE = operator.attrgetter("dtype")
-_IS_CPU = operator.attrgetter("is_cpu")
+_DTYPE, _IS_CPU = _fused._DTYPE, _fused._IS_CPU
 _chunk_cache: dict[tuple, Tensor] = {}
 _CHUNK_CACHE_SIZE = 64
 
