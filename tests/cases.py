@@ -135,3 +135,25 @@ def check_per_tensor_step_counts(name: str, kw: dict) -> None:
     assert float(of.state[af]["step"]) == 6 and float(of.state[bf]["step"]) == 3
     torch.testing.assert_close(af, au, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(bf, bu, rtol=1e-12, atol=1e-12)
+
+
+def check_grad_scale_in_the_kernel(name: str, **kw) -> None:
+    """fused_update(..., grad_scale=s) (whichever kernel fused=True reaches) equals the
+    reference step on s·g and leaves .grad alone."""
+    import adaptim
+    from adaptim import _fused
+
+    torch.manual_seed(0)
+    p_f = torch.randn(100, dtype=torch.float64, requires_grad=True)
+    p_u = p_f.detach().clone().requires_grad_()
+    opt_f = adaptim.create(name, [p_f], fused=True, **kw)
+    opt_u = adaptim.create(name, [p_u], fused=False, **kw)
+    for _ in range(3):
+        g = torch.randn(100, dtype=torch.float64)
+        p_f.grad, p_u.grad = g.clone(), g * 0.37
+        for group in opt_f.param_groups:
+            params, grads, states = opt_f._gather(group)
+            _fused.fused_update(opt_f, group, params, grads, states, 0.37)
+        opt_u.step()
+        assert torch.equal(p_f.grad, g)
+    torch.testing.assert_close(p_f, p_u, rtol=1e-12, atol=1e-12)
