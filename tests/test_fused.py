@@ -130,7 +130,7 @@ def test_non_contiguous_parameters(name):
     pf, pu = make(), make()
     assert not pf[0].is_contiguous() and not pf[1].is_contiguous()
     opt_f = adaptim.create(name, pf, fused=True)
-    opt_u = adaptim.create(name, pu)
+    opt_u = adaptim.create(name, pu, fused=False)
     calls = _fused.kernel_calls
     for step in range(3):
         for a, b in zip(pf, pu):

@@ -362,7 +362,7 @@ def test_guard_on_the_fused_path(name):
     fused_model, plain_model = _model(), _model()
     fused = adaptim.create(name, fused_model.parameters(), fused=True, max_grad_norm=0.05,
                            on_nonfinite="skip")
-    plain = adaptim.create(name, plain_model.parameters(), max_grad_norm=0.05,
+    plain = adaptim.create(name, plain_model.parameters(), fused=False, max_grad_norm=0.05,
                            on_nonfinite="skip")
     for step in range(3):
         for m, o in ((fused_model, fused), (plain_model, plain)):
