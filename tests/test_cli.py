@@ -121,3 +121,134 @@ def test_compare_writes_the_report(tmp_path):
     assert len(metrics["runs"]) == 2 * 2 * 2
     assert all(len(r["curves"]["loss"]) == 10 for r in metrics["runs"])
     assert metrics["command"].startswith("adaptim compare --task online,digits-mlp")
+
+
+def test_version():
+    import adaptim
+
+    proc = _adaptim("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"adaptim {adaptim.__version__}"
+
+
+@pytest.mark.parametrize("form", [["sgd,adam"], ["sgd", "adam"], ["sgd,", "adam", "sgd"]])
+def test_optimizers_take_commas_and_spaces_in_compare_and_bench(form):
+    from adaptim.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["compare", "--optimizers", *form]).optimizers == ["sgd", "adam"]
+    assert parser.parse_args(["bench", "--optimizers", *form]).optimizers == ["sgd", "adam"]
+
+
+def test_bench_modes_have_no_spaces_and_say_what_they_run():
+    from adaptim.bench.step import MODE_OPTIONS, MODES, _make_optimizer
+
+    assert all(" " not in m for m in MODES)
+    p = torch.nn.Parameter(torch.zeros(3))
+    assert "fused" not in MODE_OPTIONS["adaptim"]  # the library's default
+    assert _make_optimizer("adam", "adaptim", [p]).defaults["fused"] is None
+    assert _make_optimizer("adam", "adaptim-reference", [p]).defaults["fused"] is False
+    assert _make_optimizer("adam", "adaptim-fused", [p]).defaults["fused"] is True
+    assert _make_optimizer("adam", "torch-foreach", [p]).defaults["foreach"] is True
+
+
+@pytest.mark.parametrize("args, must_say", [
+    (["--params", "0"], "--params must be an integer >= 148, got 0"),
+    (["--repeat", "0"], "--repeat must be an integer >= 1, got 0"),
+    (["--threads", "x"], "--threads must be an integer >= 1, got 'x'"),
+    (["--modes", "adaptim fused"], "invalid choice: 'adaptim fused'"),
+    (["--optimizers", "adam,adamx"], "invalid choice: 'adamx'"),
+    (["--device", "nodevice"], "--device 'nodevice' is not a torch device"),
+    (["--device", "cuda:9" if torch.cuda.is_available() else "cuda"],
+     "CUDA device(s)" if torch.cuda.is_available() else "CUDA is not available here"),
+])
+def test_bench_bad_input_is_a_usage_error(args, must_say, capsys):
+    from adaptim.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert must_say in err and "Traceback" not in err
+
+
+def test_bench_device_error_from_the_command_line_has_no_traceback():
+    proc = _adaptim("bench", "--device", "cuda:9")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("adaptim bench: error: argument --device")
+
+
+def _row(ms_fused=10.0, ms_torch=20.0, probe=50.0, rounds=(50.0, 48.0), median_scale=1.0):
+    from adaptim.bench.step import bytes_per_param
+
+    floor = 1e3 * bytes_per_param(1) * 1e6 / (probe * 1e9)
+    return {"ms": {"torch-fused": ms_torch, "adaptim-fused": ms_fused},
+            "ms_median": {"torch-fused": ms_torch * median_scale,
+                          "adaptim-fused": ms_fused * median_scale},
+            "torch_fastest_ms": ms_torch, "probe_GBps": probe, "probe_GBps_rounds": list(rounds),
+            "floor_ms": floor, "floor_ms_run_best": floor, "bytes_per_param": 20}
+
+
+def test_bench_doubts_a_slow_or_unstable_probe_and_unstable_steps():
+    from adaptim.bench.step import _cells, row_doubts
+
+    steady = _row(ms_fused=0.5)
+    assert row_doubts(steady, 55.0, "cpu") == {"probe": [], "steps": []}
+    steady["doubts"] = row_doubts(steady, 55.0, "cpu")
+    assert _cells(steady, "-")["speedup"] == "40.00x"
+    # a probe at 2 GB/s under load: its floor ratios are not printed as fact
+    slow = _row(probe=2.0, rounds=(2.0, 1.9))
+    doubts = row_doubts(slow, 60.0, "cpu")
+    assert any("implausibly slow" in d for d in doubts["probe"])
+    assert any("under 50% of the run's best" in d for d in doubts["probe"])
+    slow["doubts"] = doubts
+    assert _cells(slow, "-")["floor/fused"] == "?"
+    unstable = _row(rounds=(50.0, 20.0))
+    assert any("unstable" in d for d in row_doubts(unstable, 50.0, "cpu")["probe"])
+    # steps whose median is far above their best: the speedup is shown as "?"
+    noisy = _row(median_scale=3.0)
+    noisy["doubts"] = row_doubts(noisy, 50.0, "cpu")
+    assert noisy["doubts"]["steps"] and _cells(noisy, "-")["speedup"] == "?"
+
+
+def test_bench_runs_end_to_end_and_reports_doubts_in_markdown(tmp_path):
+    out = tmp_path / "bench.md"
+    proc = _adaptim("bench", "--params", "20000", "--small", "20", "100", "--optimizers",
+                    "sgd", "adam", "--modes", "torch-for-loop,adaptim", "adaptim-fused",
+                    "--repeat", "2", "--no-overhead", "--markdown", str(out),
+                    "--json", str(tmp_path / "b.json"), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "b.json").read_text())
+    for workload in report["workloads"].values():
+        assert set(workload["rows"]) == {"sgd", "adam"}
+        for row in workload["rows"].values():
+            assert set(row["ms"]) == {"torch-for-loop", "adaptim", "adaptim-fused"}
+            assert len(row["probe_GBps_rounds"]) == 2
+            assert set(row["doubts"]) == {"probe", "steps"}
+    text = out.read_text()
+    assert "adaptim default" in text and "adaptim reference" in text
+    flagged = [r for w in report["workloads"].values() for r in w["rows"].values()
+               if r["doubts"]["probe"] or r["doubts"]["steps"]]
+    assert ("not measured reliably" in text) == bool(flagged)
+
+
+def test_missing_rich_gives_one_line_saying_what_to_install():
+    code = ("import sys; sys.modules['rich'] = None\n"
+            "from adaptim.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, "list"], capture_output=True,
+                          text=True, timeout=60, env=ENV)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'adaptim[cli]'" in proc.stderr
+    ok = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
+                        text=True, timeout=60, env=ENV)
+    assert ok.returncode == 0 and ok.stdout.startswith("adaptim ")
+
+
+def test_core_import_needs_no_rich():
+    code = "import sys; sys.modules['rich'] = None; import adaptim; print(adaptim.__version__)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=ENV)
+    assert proc.returncode == 0, proc.stderr

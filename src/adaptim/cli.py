@@ -1,11 +1,60 @@
-"""The ``adaptim`` command line. A tool layer: it imports the library, never the reverse."""
+"""The ``adaptim`` command line. A tool layer: it imports the library, never the reverse.
+
+The subcommands print with ``rich`` (extra ``cli``; ``lab`` includes it); without it they exit
+with one line saying what to install. ``adaptim --version`` needs nothing beyond the library.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["main"]
+__all__ = ["add_names_argument", "build_parser", "main"]
+
+
+class _NameList(argparse.Action):
+    """Collects ``--flag a,b``, ``--flag a b`` and ``--flag a,b c`` alike into one list of
+    names (order kept, repeats dropped), checked against ``valid`` when given."""
+
+    def __init__(self, option_strings, dest, valid=None, **kwargs):
+        self.valid = list(valid) if valid is not None else None
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        names: list[str] = []
+        for value in values:
+            for name in value.split(","):
+                name = name.strip()
+                if name and name not in names:
+                    names.append(name)
+        if not names:
+            raise argparse.ArgumentError(self, "expected at least one name")
+        if self.valid is not None:
+            bad = [n for n in names if n not in self.valid]
+            if bad:
+                raise argparse.ArgumentError(
+                    self, f"invalid choice: {', '.join(map(repr, bad))} "
+                          f"(choose from {', '.join(self.valid)})")
+        setattr(namespace, self.dest, names)
+
+
+def add_names_argument(parser: argparse.ArgumentParser, flag: str, *, valid=None,
+                       help: str | None = None, metavar: str = "NAME") -> None:
+    """Add ``flag`` taking one or more names, separated by commas, spaces or both. With
+    ``valid``, anything else is a usage error (exit 2) listing the valid names; without it the
+    caller checks them."""
+    parser.add_argument(flag, nargs="+", action=_NameList, valid=valid, default=None,
+                        metavar=metavar, help=(help or "") + " (comma- or space-separated)")
+
+
+def _needs_rich(command: str) -> str | None:
+    """None if ``rich`` imports, else the one-line message saying what to install."""
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return (f"adaptim {command}: error: the command line needs the 'rich' package: "
+                "pip install 'adaptim[cli]' (or 'adaptim[lab]' for adaptim compare)")
+    return None
 
 
 def _cmd_list(args) -> int:
@@ -45,8 +94,12 @@ def _cmd_compare(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import adaptim
+
     parser = argparse.ArgumentParser(
         prog="adaptim", description="Adaptive gradient-descent optimizers for PyTorch.")
+    parser.add_argument("--version", action="version",
+                        version=f"adaptim {adaptim.__version__}")
     sub = parser.add_subparsers(dest="command")
     p_list = sub.add_parser("list", help="list the optimizers and the lab's tasks")
     p_list.set_defaults(func=_cmd_list)
@@ -73,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    missing = _needs_rich(args.command)
+    if missing:
+        print(missing, file=sys.stderr)
+        return 2
     return args.func(args)
 
 

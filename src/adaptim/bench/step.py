@@ -53,8 +53,18 @@ CASES = {
     "adamw": ("adamw", {}, "AdamW", dict(lr=1e-3), 2, True),
     "amsgrad": ("adam", dict(amsgrad=True), "Adam", dict(lr=1e-3, amsgrad=True), 3, True),
 }
-MODES = ("torch for-loop", "torch foreach", "torch fused", "adaptim", "adaptim fused",
-         "adaptim fused bf16")
+# mode -> the constructor options that select it. "adaptim" is the library's default
+# (fused=None: the library picks), the one a drop-in user gets.
+MODE_OPTIONS = {
+    "torch-for-loop": dict(foreach=False),
+    "torch-foreach": dict(foreach=True),
+    "torch-fused": dict(fused=True),
+    "adaptim": {},
+    "adaptim-reference": dict(fused=False),
+    "adaptim-fused": dict(fused=True),
+    "adaptim-fused-bf16": dict(fused=True, state_dtype=torch.bfloat16),
+}
+MODES = tuple(MODE_OPTIONS)
 
 
 def bytes_per_param(state_tensors: int, state_bytes: int = 4, param_bytes: int = 4) -> int:
@@ -99,15 +109,8 @@ def _make_optimizer(case: str, mode: str, params):
     name, extra, torch_cls, torch_kw, _, _ = CASES[case]
     if mode.startswith("torch"):
         cls = getattr(torch.optim, torch_cls)
-        flag = {"torch for-loop": dict(foreach=False), "torch foreach": dict(foreach=True),
-                "torch fused": dict(fused=True)}[mode]
-        return cls(params, **torch_kw, **flag)
-    kw = dict(extra, lr=torch_kw["lr"], fused=False)  # "adaptim": the reference path
-    if mode == "adaptim fused":
-        kw["fused"] = True
-    elif mode == "adaptim fused bf16":
-        kw.update(fused=True, state_dtype=torch.bfloat16)
-    return adaptim.create(name, params, **kw)
+        return cls(params, **torch_kw, **MODE_OPTIONS[mode])
+    return adaptim.create(name, params, **extra, lr=torch_kw["lr"], **MODE_OPTIONS[mode])
 
 
 def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: int, device,
@@ -128,12 +131,12 @@ def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: 
     def probe():
         probe_a.add_(probe_b)
 
-    results, medians, row_bandwidth = {}, {}, {}
+    results, medians, row_bandwidth, probe_rounds = {}, {}, {}, {}
     for case in cases:
         steps = {"probe": probe}
         row = {}
         for mode in modes:
-            if mode == "torch fused" and not CASES[case][5]:
+            if mode == "torch-fused" and not CASES[case][5]:
                 continue
             try:
                 opt = _make_optimizer(case, mode, params)
@@ -152,9 +155,10 @@ def time_workload(sizes: list[int], cases: list[str], modes: list[str], repeat: 
         results[case] = row
         medians[case] = {m: 1e3 * statistics.median(t) for m, t in times.items() if m != "probe"}
         row_bandwidth[case] = 12 * numel / min(times["probe"]) / 1e9
+        probe_rounds[case] = [12 * numel / t / 1e9 for t in times["probe"]]
         log(f"  {case}: " + ", ".join(f"{m} {v:.1f} ms" for m, v in row.items() if v)
             + f"; add_ probe {row_bandwidth[case]:.1f} GB/s")
-    return results, medians, row_bandwidth
+    return results, medians, row_bandwidth, probe_rounds
 
 
 # Times the first step only: constructing any torch.optim.Optimizer the first time in a process
@@ -246,7 +250,7 @@ def run(params: int | None = None, small: tuple[int, int] = (5000, 1000),
         bw = bandwidth(bw)
     report["bandwidth_GBps"] = bw
     for label, wsizes in workloads.items():
-        times, medians, row_bandwidth = timed[label]
+        times, medians, row_bandwidth, probe_rounds = timed[label]
         n = sum(wsizes)
         rows = {}
         for case, row in times.items():
@@ -256,11 +260,14 @@ def run(params: int | None = None, small: tuple[int, int] = (5000, 1000),
                              default=None)
             rows[case] = {"ms": row, "ms_median": medians[case], "torch_fastest_ms": torch_best,
                           "bytes_per_param": bytes_per_param(k), "probe_GBps": gbps,
+                          "probe_GBps_rounds": probe_rounds[case],
                           # the floor at the bandwidth of the probe timed next to this row ...
                           "floor_ms": 1e3 * bytes_per_param(k) * n / (gbps * 1e9),
                           "floor_bf16_ms": 1e3 * bytes_per_param(k, 2) * n / (gbps * 1e9),
                           # ... and at the best bandwidth any probe reached in the whole run
                           "floor_ms_run_best": 1e3 * bytes_per_param(k) * n / (bw["best"] * 1e9)}
+        for row in rows.values():
+            row["doubts"] = row_doubts(row, bw["best"], dev.type)
         report["workloads"][label] = {"numel": n, "tensors": len(wsizes), "rows": rows}
     if overhead:
         log("first fused step overhead (fresh processes) ...")
@@ -284,40 +291,104 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+# When a row's numbers are not to be read as fact. The probe is a plain in-place add_: a machine
+# that runs it slower than PLAUSIBLE_GBPS, or far slower in one round than in another, or slower
+# than the optimizer step it judges, was busy with something else while the row was timed.
+PLAUSIBLE_GBPS = {"cpu": 5.0, "cuda": 100.0}
+SPREAD_LIMIT = 1.5        # slowest / fastest probe round; median / best of a step's rounds
+LOW_PROBE_FRACTION = 0.5  # a row's probe against the best bandwidth of the whole run
+FASTER_THAN_PROBE = 1.5   # floor / fused step: the step "beat" memory, so the probe was slow
+
+
+def row_doubts(row: dict, run_best_gbps: float, device_type: str) -> dict:
+    """Why a row's floor ratios (``"probe"``) or its speedup (``"steps"``) cannot be taken as
+    measured fact; empty lists where nothing is in doubt."""
+    probe, steps = [], []
+    rounds = row.get("probe_GBps_rounds") or [row["probe_GBps"]]
+    gbps = row["probe_GBps"]
+    floor_gbps = PLAUSIBLE_GBPS.get(device_type, PLAUSIBLE_GBPS["cpu"])
+    if gbps < floor_gbps:
+        probe.append(f"probe {gbps:.1f} GB/s is implausibly slow for {device_type} "
+                     f"(< {floor_gbps:g} GB/s)")
+    if max(rounds) > SPREAD_LIMIT * min(rounds):
+        probe.append(f"probe unstable: {min(rounds):.1f}-{max(rounds):.1f} GB/s across rounds")
+    if gbps < LOW_PROBE_FRACTION * run_best_gbps:
+        probe.append(f"probe {gbps:.1f} GB/s is under {LOW_PROBE_FRACTION:.0%} of the run's "
+                     f"best {run_best_gbps:.1f} GB/s")
+    fused = row["ms"].get("adaptim-fused")
+    if fused and row["floor_ms"] > FASTER_THAN_PROBE * fused:
+        probe.append(f"the fused step ran {row['floor_ms'] / fused:.1f}x faster than the probe "
+                     "allows")
+    torch_mode = min((m for m, v in row["ms"].items() if m.startswith("torch") and v),
+                     key=lambda m: row["ms"][m], default=None)
+    for mode in (torch_mode, "adaptim-fused"):
+        best, median = row["ms"].get(mode), row.get("ms_median", {}).get(mode)
+        if best and median and median > SPREAD_LIMIT * best:
+            steps.append(f"{mode} unstable: median {median:.1f} ms vs best {best:.1f} ms")
+    return {"probe": probe, "steps": steps}
+
+
+def _cells(row: dict, dash: str) -> dict:
+    """The derived columns of one row, or '?' where :func:`row_doubts` says they are not fact."""
+    ms = row["ms"]
+    fused, bf16 = ms.get("adaptim-fused"), ms.get("adaptim-fused-bf16")
+    doubts = row.get("doubts") or {"probe": [], "steps": []}
+
+    def pct(floor, step):
+        if not step:
+            return dash
+        return "?" if doubts["probe"] else f"{100 * floor / step:.0f}%"
+
+    speed = dash
+    if fused and row["torch_fastest_ms"]:
+        speed = "?" if doubts["steps"] else f"{row['torch_fastest_ms'] / fused:.2f}x"
+    return {"speedup": speed, "floor/fused": pct(row["floor_ms"], fused),
+            "run-best": pct(row["floor_ms_run_best"], fused),
+            "bf16": pct(row["floor_ms"], bf16)}
+
+
+def doubt_lines(report: dict) -> list[str]:
+    """One line per row whose ratios are shown as '?', saying why."""
+    lines = []
+    for label, w in report["workloads"].items():
+        for case, row in w["rows"].items():
+            doubts = row.get("doubts") or {}
+            reasons = doubts.get("probe", []) + doubts.get("steps", [])
+            if reasons:
+                lines.append(f"{label} / {case}: not measured reliably ({'; '.join(reasons)}); "
+                             "rerun on a quieter machine (--threads 1 steadies a loaded one)")
+    return lines
+
+
 def print_report(report: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(width=max(Console().width, 150))
     bw = report["bandwidth_GBps"]
-    console.print(f"[bold]machine[/]: {report['machine']}")
+    console.print(f"[bold]machine[/]: {escape(str(report['machine']))}")
     console.print("in-place bandwidth: " + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw.items()))
     for label, w in report["workloads"].items():
         table = Table(title=f"{label}: ms per step (best of {report['repeat']}); speedup = "
-                            "torch's fastest mode / adaptim fused; floor = bytes / bandwidth")
+                            "torch's fastest mode / adaptim-fused; floor = bytes / bandwidth; "
+                            "? = not reliable (see below)")
         table.add_column("optimizer", style="bold")
         for m in MODES:
-            table.add_column(m.replace("adaptim fused", "fused"), justify="right")
-        table.add_column("speedup", justify="right")
-        table.add_column("B/param", justify="right")
-        table.add_column("probe GB/s", justify="right")
-        table.add_column("floor ms", justify="right")
-        table.add_column("floor/fused", justify="right")
-        table.add_column("same, run-best bw", justify="right")
-        table.add_column("fp32 floor/bf16", justify="right")
+            table.add_column(m, justify="right")
+        for name in ("speedup", "B/param", "probe GB/s", "floor ms", "floor/fused",
+                     "same, run-best bw", "fp32 floor/bf16"):
+            table.add_column(name, justify="right")
         for case, r in w["rows"].items():
             ms = r["ms"]
-            fused = ms.get("adaptim fused")
-            bf16 = ms.get("adaptim fused bf16")
             cells = [f"{ms[m]:.1f}" if ms.get(m) else "-" for m in MODES]
-            speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
-                     if fused and r["torch_fastest_ms"] else "-")
-            pct = f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "-"
-            pct_best = f"{100 * r['floor_ms_run_best'] / fused:.0f}%" if fused else "-"
-            pct16 = f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "-"
-            table.add_row(case, *cells, speed, str(r["bytes_per_param"]),
-                          f"{r['probe_GBps']:.0f}", f"{r['floor_ms']:.1f}", pct, pct_best, pct16)
+            c = _cells(r, "-")
+            table.add_row(case, *cells, c["speedup"], str(r["bytes_per_param"]),
+                          f"{r['probe_GBps']:.0f}", f"{r['floor_ms']:.1f}", c["floor/fused"],
+                          c["run-best"], c["bf16"])
         console.print(table)
+    for line in doubt_lines(report):
+        console.print(f"[yellow]warning[/]: {escape(line)}")
     if "first_step_s" in report:
         console.print("first fused step: " + ", ".join(
             f"{k}: {v:.2f} s" if v is not None else f"{k}: failed"
@@ -339,9 +410,10 @@ def markdown(report: dict) -> str:
              "probe timed in the same interleaved rounds as that row's steps (column probe); "
              "\"at run-best\" judges the fused step against the best bandwidth of the whole run "
              "instead.", ""]
-    short = {"torch for-loop": "torch loop", "torch foreach": "torch foreach",
-             "torch fused": "torch fused", "adaptim": "adaptim unfused",
-             "adaptim fused": "**adaptim fused**", "adaptim fused bf16": "fused, bf16 state"}
+    short = {"torch-for-loop": "torch loop", "torch-foreach": "torch foreach",
+             "torch-fused": "torch fused", "adaptim": "adaptim default",
+             "adaptim-reference": "adaptim reference", "adaptim-fused": "**adaptim fused**",
+             "adaptim-fused-bf16": "fused, bf16 state"}
     for label, w in report["workloads"].items():
         lines += [f"**{label}**, ms per step (best of {report['repeat']}):", "",
                   "| optimizer | " + " | ".join(short[m] for m in MODES)
@@ -350,18 +422,17 @@ def markdown(report: dict) -> str:
                   "|---" * (len(MODES) + 7) + "|"]
         for case, r in w["rows"].items():
             ms = r["ms"]
-            fused, bf16 = ms.get("adaptim fused"), ms.get("adaptim fused bf16")
             cells = [f"{ms[m]:.1f}" if ms.get(m) else "–" for m in MODES]
-            cells[MODES.index("adaptim fused")] = f"**{cells[MODES.index('adaptim fused')]}**"
-            speed = (f"{r['torch_fastest_ms'] / fused:.2f}x"
-                     if fused and r["torch_fastest_ms"] else "–")
-            lines.append(f"| {case} | " + " | ".join(cells) + f" | {speed} | "
+            k = MODES.index("adaptim-fused")
+            cells[k] = f"**{cells[k]}**"
+            c = _cells(r, "–")
+            lines.append(f"| {case} | " + " | ".join(cells) + f" | {c['speedup']} | "
                          f"{r['probe_GBps']:.0f} | {r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
-                         + (f"{100 * r['floor_ms'] / fused:.0f}%" if fused else "–") + " | "
-                         + (f"{100 * r['floor_ms_run_best'] / fused:.0f}%" if fused else "–")
-                         + " | "
-                         + (f"{100 * r['floor_ms'] / bf16:.0f}%" if bf16 else "–") + " |")
+                         f"{c['floor/fused']} | {c['run-best']} | {c['bf16']} |")
         lines.append("")
+    doubts = doubt_lines(report)
+    if doubts:
+        lines += ["? = not measured reliably:", ""] + [f"- {d}" for d in doubts] + [""]
     if "first_step_s" in report:
         lines.append("First fused step (fresh process, 1,000 parameters): " + "; ".join(
             f"{k}: {v:.2f} s" if v is not None else f"{k}: failed"
@@ -373,20 +444,58 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _at_least(flag: str, low: int):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer >= {low}, got {text!r}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _device(text: str) -> str:
+    """A torch device this machine has: a usage error (exit 2) naming what is missing."""
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"--device {text!r} is not a torch device "
+                                         "(e.g. cpu, cuda, cuda:1)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"--device {text}: CUDA is not available here (torch {torch.__version__}"
+                + (", built without CUDA" if torch.version.cuda is None else ", no GPU visible")
+                + ")")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"--device {text}: adaptim bench times cpu or cuda")
+    return text
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from adaptim.cli import add_names_argument
+
     p = subparsers.add_parser("bench", help="time optimizer steps vs torch.optim and the "
                                             "memory-bandwidth floor")
-    p.add_argument("--params", type=int, default=None,
+    p.add_argument("--params", type=_at_least("--params", len(GPT2_SIZES)), default=None,
                    help="total parameters of the large workload (GPT-2-small shapes scaled; "
                         "default 124.4M)")
-    p.add_argument("--small", type=int, nargs=2, default=(5000, 1000),
+    p.add_argument("--small", type=_at_least("--small", 1), nargs=2, default=(5000, 1000),
                    metavar=("TENSORS", "PARAMS"), help="the many-small-tensors workload")
-    p.add_argument("--optimizers", nargs="+", choices=list(CASES), default=None,
-                   help="cases to time (default all)")
-    p.add_argument("--modes", nargs="+", choices=list(MODES), default=None)
-    p.add_argument("--repeat", type=int, default=3, help="timed steps per measurement")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--threads", type=int, default=None,
+    add_names_argument(p, "--optimizers", valid=CASES, help="cases to time (default all)")
+    add_names_argument(p, "--modes", valid=MODES, metavar="MODE",
+                       help="modes to time (default all): " + ", ".join(MODES) + "; adaptim is "
+                            "the library's default (fused=None), adaptim-reference fused=False")
+    p.add_argument("--repeat", type=_at_least("--repeat", 1), default=3,
+                   help="timed steps per measurement")
+    p.add_argument("--device", type=_device,
+                   default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=_at_least("--threads", 1), default=None,
                    help="torch.set_num_threads for the whole run (fewer threads are steadier "
                         "on a loaded machine); default: torch's")
     p.add_argument("--no-overhead", action="store_true",
@@ -401,13 +510,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd(args) -> int:
-    if args.repeat < 1:
-        raise SystemExit("--repeat must be >= 1")
-    if args.params is not None and args.params < 148:
-        raise SystemExit("--params must be >= 148")
     if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit("--threads must be >= 1")
         torch.set_num_threads(args.threads)
     report = run(params=args.params, small=tuple(args.small), cases=args.optimizers,
                  modes=args.modes, repeat=args.repeat, device=args.device,

@@ -46,8 +46,8 @@ def _names(text):
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", type=_names, default=None, metavar="NAME[,NAME]",
                         help="tasks to run (default: all; see `adaptim list`)")
-    parser.add_argument("--optimizers", type=_names, default=None, metavar="NAME[,NAME]",
-                        help="optimizers to compare (default: all eight)")
+    from adaptim.cli import add_names_argument  # one form for every subcommand
+    add_names_argument(parser, "--optimizers", help="optimizers to compare (default: all eight)")
     parser.add_argument("--seeds", type=_positive_int("--seeds"), default=None, metavar="N",
                         help="seeds per setting (default 3; --fast: 2)")
     parser.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
