@@ -242,7 +242,7 @@ def test_track_updates_false_keeps_no_copy():
     opt.step()
     stats = monitor.history[-1]["layers"][0]
     assert stats["update_ratio"] is None and stats["eff_lr_p50"] > 0
-    assert monitor._buffers is None
+    assert monitor._collector.buffers is None
     with pytest.raises(TypeError, match="track_updates"):
         GradientMonitor(model, track_updates=1)
 
@@ -424,3 +424,71 @@ def test_heatmap_marks_nonfinite_cells(tmp_path):
     red = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_color() == "red"]
     assert red == ["2"]  # the layer check() flags as nonfinite
     assert (tmp_path / "bad.png").stat().st_size > 5000
+
+
+# ------------------------------------------------------------------ layer names in the table
+def _table_names(report):
+    lines = str(report).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("layer"))
+    return [line.split()[0] for line in lines[start + 1:]]
+
+
+def test_gpt2_layer_names_stay_distinct_in_the_table():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, n_positions=16,
+                                     vocab_size=50)
+    model = transformers.GPT2LMHeadModel(config)
+    monitor = GradientMonitor(model)
+    model(torch.randint(0, 50, (2, 8)), labels=torch.randint(0, 50, (2, 8))).loss.backward()
+    report = monitor.check()
+    names = [s.layer for s in report.stats]
+    assert "transformer.h.1.attn.c_attn" in names and "transformer.h.1.attn.c_proj" in names
+    shown = _table_names(report)
+    assert len(shown) == len(names) == len(set(shown))  # no two layers print alike
+    for full, label in zip(names, shown):
+        assert label == full or (label.startswith("…") and full.endswith(label[1:]))
+
+
+def test_display_names_shorten_only_where_unambiguous():
+    from adaptim.diagnostics.export import display_names
+
+    names = ["encoder.blocks.0.attention.query_projection",
+             "decoder.blocks.0.attention.query_projection",
+             "encoder.blocks.0.attention.output_projection_with_a_very_long_name_indeed",
+             "model.layers.11.self_attn.q_proj", "fc"]
+    labels = display_names(names, width=24)
+    assert labels["fc"] == "fc"
+    assert labels["model.layers.11.self_attn.q_proj"] == "…11.self_attn.q_proj"
+    # the same tail under two parents: both stay in full
+    assert labels[names[0]] == names[0] and labels[names[1]] == names[1]
+    # a last component longer than the width: the full name, never a cut word
+    assert labels[names[2]] == names[2]
+    assert len(set(labels.values())) == len(names)
+
+
+def test_exports_keep_full_names(tmp_path):
+    model = nn.Sequential()
+    model.add_module("a_rather_long_block_name_that_goes_on", nn.Sequential(nn.Linear(3, 3)))
+    monitor = GradientMonitor(model)
+    model(torch.randn(2, 3)).sum().backward()
+    monitor.record()
+    monitor.to_csv(tmp_path / "g.csv")
+    with open(tmp_path / "g.csv") as fh:
+        assert [r["layer"] for r in csv.DictReader(fh)] == ["a_rather_long_block_name_that_goes_on.0"]
+
+
+def test_diagnosis_is_a_pure_function_of_the_statistics():
+    from adaptim.diagnostics.collect import LayerStats
+    from adaptim.diagnostics.diagnose import diagnose
+
+    def layer(name, rel, zero=0.0):
+        return LayerStats(layer=name, kind="Linear", numel=10, grad_norm=rel, param_norm=1.0,
+                          rel_grad=rel, zero_frac=zero)
+    t = GradientThresholds()
+    assert diagnose([layer("0", 1e-5), layer("1", 1.0)], t).status == "vanishing"
+    assert diagnose([layer("0", 1e-5), layer("1", 1.0)], t, {"1"}).status == "healthy"
+    assert diagnose([layer("0", 5e3), layer("1", 1.0)], t).layers == ["0"]
+    dead = diagnose([layer("0", 0.0, zero=1.0), layer("1", 1.0)], t)
+    assert dead.status == "vanishing" and dead.dead == ["0"]
+    assert diagnose([layer("0", float("nan"))], t).status == "nonfinite"
