@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch==2.13.0 resolves to the local CPU wheel on these machines (no multi-GB CUDA download).
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean lint gpu-check
 
 $(BIN)/adaptim: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,5 +22,17 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q
 
+lint: venv
+	$(BIN)/ruff check .
+
+# The CUDA tests and `adaptim bench --device cuda` with the machine's own python3 (GPU machines
+# have torch, triton and pytest; no venv, no network), in under ten minutes. Results in
+# $(GPU_CHECK_OUT)/result.md; `GPU_CHECK_OUT=/some/dir make gpu-check` writes elsewhere.
+GPU_PYTHON    ?= python3
+GPU_CHECK_OUT ?= gpu-check
+
+gpu-check:
+	PYTHONPATH=src $(GPU_PYTHON) .ci/gpu_check.py --out "$(GPU_CHECK_OUT)"
+
 clean:
-	rm -rf $(VENV) adaptim-report .pytest_cache
+	rm -rf $(VENV) adaptim-report .pytest_cache gpu-check

@@ -176,7 +176,8 @@ def test_bench_device_error_from_the_command_line_has_no_traceback():
     proc = _adaptim("bench", "--device", "cuda:9")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("adaptim bench: error: argument --device")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("adaptim bench: error: argument --device")
 
 
 def _row(ms_fused=10.0, ms_torch=20.0, probe=50.0, rounds=(50.0, 48.0), median_scale=1.0):

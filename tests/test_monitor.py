@@ -278,7 +278,8 @@ def test_effective_step_size_distribution(make, formula, eps_mask):
     monitor = GradientMonitor(model, opt, every=1)
     for step in range(2):
         model.zero_grad()
-        model(torch.randn(4, 20, generator=torch.Generator().manual_seed(step))).pow(2).mean().backward()
+        x = torch.randn(4, 20, generator=torch.Generator().manual_seed(step))
+        model(x).pow(2).mean().backward()
         opt.step()
     stats = monitor.history[-1]["layers"][0]
     states = [opt.state[p] for group in opt.param_groups for p in group["params"]]
@@ -475,7 +476,8 @@ def test_exports_keep_full_names(tmp_path):
     monitor.record()
     monitor.to_csv(tmp_path / "g.csv")
     with open(tmp_path / "g.csv") as fh:
-        assert [r["layer"] for r in csv.DictReader(fh)] == ["a_rather_long_block_name_that_goes_on.0"]
+        layers = [r["layer"] for r in csv.DictReader(fh)]
+    assert layers == ["a_rather_long_block_name_that_goes_on.0"]
 
 
 def test_diagnosis_is_a_pure_function_of_the_statistics():
