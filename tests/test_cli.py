@@ -253,3 +253,15 @@ def test_core_import_needs_no_rich():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, env=ENV)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_bench_without_rich_prints_markdown():
+    code = ("import sys; sys.modules['rich'] = None\n"
+            "from adaptim.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", code, "bench", "--params", "2000", "--small",
+                           "5", "10", "--optimizers", "sgd", "--modes", "adaptim-reference",
+                           "--repeat", "1", "--no-overhead"],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert "| optimizer |" in proc.stdout and "| sgd |" in proc.stdout

@@ -1,7 +1,8 @@
 """The ``adaptim`` command line. A tool layer: it imports the library, never the reverse.
 
-The subcommands print with ``rich`` (extra ``cli``; ``lab`` includes it); without it they exit
-with one line saying what to install. ``adaptim --version`` needs nothing beyond the library.
+``list`` and ``compare`` print with ``rich`` (extra ``cli``; ``lab`` includes it); without it
+they exit with one line saying what to install. ``bench`` prints Markdown tables without it, and
+``adaptim --version`` needs nothing beyond the library.
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def add_names_argument(parser: argparse.ArgumentParser, flag: str, *, valid=None
     caller checks them."""
     parser.add_argument(flag, nargs="+", action=_NameList, valid=valid, default=None,
                         metavar=metavar, help=(help or "") + " (comma- or space-separated)")
+
+
+# `adaptim bench` prints Markdown tables where rich is missing (GPU machines may lack it)
+_RICH_COMMANDS = ("list", "compare")
 
 
 def _needs_rich(command: str) -> str | None:
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    missing = _needs_rich(args.command)
+    missing = _needs_rich(args.command) if args.command in _RICH_COMMANDS else None
     if missing:
         print(missing, file=sys.stderr)
         return 2

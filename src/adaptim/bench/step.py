@@ -2,9 +2,11 @@
 
 In one process, for every optimizer, on two workloads (GPT-2-small shapes: 124.4M parameters in
 148 tensors; and 5,000 tensors of 1,000 parameters), it times ``optimizer.step()`` (best of
-``--repeat`` interleaved rounds after one warm-up; medians in the JSON) for torch.optim's
-for-loop, foreach and fused modes (where torch has one) and adaptim's unfused, fused and
-fused-with-bfloat16-state steps. Each round also times an in-place bandwidth probe
+``--repeat`` interleaved rounds after one warm-up; medians in the JSON) in every mode of
+``MODE_OPTIONS``: torch.optim's for-loop, foreach and fused (where torch has one), and adaptim's
+default (``fused=None``), reference (``fused=False``), fused and fused-with-bfloat16-state steps.
+Rows whose probe was implausibly slow or unstable, or whose steps were unstable, show ``?``
+instead of the ratios and say why (:func:`row_doubts`). Each round also times an in-place bandwidth probe
 (``a.add_(b)`` on buffers of the workload's size), and each row reports its times as a percentage
 of the bandwidth floor: bytes a step must move / the probe's bandwidth (and, in the JSON and a
 second column, / the best bandwidth of the whole run: ``mul_``, ``add_``, ``copy_`` measured at
@@ -361,9 +363,14 @@ def doubt_lines(report: dict) -> list[str]:
 
 
 def print_report(report: dict) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    """The tables on the terminal: with rich where it is installed, else as Markdown."""
+    try:
+        from rich.console import Console
+        from rich.markup import escape
+        from rich.table import Table
+    except ImportError:
+        print(markdown(report))
+        return
 
     console = Console(width=max(Console().width, 150))
     bw = report["bandwidth_GBps"]
