@@ -5,14 +5,14 @@ In one process, for every optimizer, on two workloads (GPT-2-small shapes: 124.4
 ``--repeat`` interleaved rounds after one warm-up; medians in the JSON) in every mode of
 ``MODE_OPTIONS``: torch.optim's for-loop, foreach and fused (where torch has one), and adaptim's
 default (``fused=None``), reference (``fused=False``), fused and fused-with-bfloat16-state steps.
-Rows whose probe was implausibly slow or unstable, or whose steps were unstable, show ``?``
-instead of the ratios and say why (:func:`row_doubts`). Each round also times an in-place bandwidth probe
-(``a.add_(b)`` on buffers of the workload's size), and each row reports its times as a percentage
-of the bandwidth floor: bytes a step must move / the probe's bandwidth (and, in the JSON and a
-second column, / the best bandwidth of the whole run: ``mul_``, ``add_``, ``copy_`` measured at
-the start and after each workload). Bytes per
-parameter: 12 (read θ, g; write θ) + 8 per fp32 state tensor (read + write), 4 per bf16 one:
-SGD 12; SGD-momentum, Adagrad, RMSprop 20; Adadelta, Adam, AdamW, centered RMSprop 28; AMSGrad 36.
+Each round also times an in-place bandwidth probe (``a.add_(b)`` on buffers of the workload's
+size), and each row reports its times as a percentage of the bandwidth floor: bytes a step must
+move / the probe's bandwidth (and, in the JSON and a second column, / the best bandwidth of the
+whole run: ``mul_``, ``add_``, ``copy_`` measured at the start and after each workload). Rows
+whose probe was implausibly slow or unstable, or whose steps were unstable, show ``?`` instead of
+the ratios and say why (:func:`row_doubts`). Bytes per parameter: 12 (read θ, g; write θ) + 8 per
+fp32 state tensor (read + write), 4 per bf16 one: SGD 12; SGD-momentum, Adagrad, RMSprop 20;
+Adadelta, Adam, AdamW, centered RMSprop 28; AMSGrad 36.
 It also measures the first fused step's overhead (compile + load of the C kernels) in a fresh
 process with an empty cache and in a later process. ``--json PATH`` writes everything.
 """
