@@ -123,14 +123,6 @@ def test_compare_writes_the_report(tmp_path):
     assert metrics["command"].startswith("adaptim compare --task online,digits-mlp")
 
 
-def test_version():
-    import adaptim
-
-    proc = _adaptim("--version")
-    assert proc.returncode == 0
-    assert proc.stdout.strip() == f"adaptim {adaptim.__version__}"
-
-
 @pytest.mark.parametrize("form", [["sgd,adam"], ["sgd", "adam"], ["sgd,", "adam", "sgd"]])
 def test_optimizers_take_commas_and_spaces_in_compare_and_bench(form):
     from adaptim.cli import build_parser
@@ -213,39 +205,24 @@ def test_bench_doubts_a_slow_or_unstable_probe_and_unstable_steps():
     assert noisy["doubts"]["steps"] and _cells(noisy, "-")["speedup"] == "?"
 
 
-def test_bench_runs_end_to_end_and_reports_doubts_in_markdown(tmp_path):
-    out = tmp_path / "bench.md"
-    proc = _adaptim("bench", "--params", "20000", "--small", "20", "100", "--optimizers",
-                    "sgd", "adam", "--modes", "torch-for-loop,adaptim", "adaptim-fused",
-                    "--repeat", "2", "--no-overhead", "--markdown", str(out),
-                    "--json", str(tmp_path / "b.json"), timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "b.json").read_text())
-    for workload in report["workloads"].values():
-        assert set(workload["rows"]) == {"sgd", "adam"}
-        for row in workload["rows"].values():
-            assert set(row["ms"]) == {"torch-for-loop", "adaptim", "adaptim-fused"}
-            assert len(row["probe_GBps_rounds"]) == 2
-            assert set(row["doubts"]) == {"probe", "steps"}
-    text = out.read_text()
-    assert "adaptim default" in text and "adaptim reference" in text
-    flagged = [r for w in report["workloads"].values() for r in w["rows"].values()
-               if r["doubts"]["probe"] or r["doubts"]["steps"]]
-    assert ("not measured reliably" in text) == bool(flagged)
+# runs the command line with the rich package unimportable
+_NO_RICH = ("import sys; sys.modules['rich'] = None\n"
+            "from adaptim.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
 
 
 def test_missing_rich_gives_one_line_saying_what_to_install():
-    code = ("import sys; sys.modules['rich'] = None\n"
-            "from adaptim.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.run([sys.executable, "-c", code, "list"], capture_output=True,
+    import adaptim
+
+    proc = subprocess.run([sys.executable, "-c", _NO_RICH, "list"], capture_output=True,
                           text=True, timeout=60, env=ENV)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "pip install 'adaptim[cli]'" in proc.stderr
-    ok = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True,
-                        text=True, timeout=60, env=ENV)
-    assert ok.returncode == 0 and ok.stdout.startswith("adaptim ")
+    version = subprocess.run([sys.executable, "-c", _NO_RICH, "--version"],
+                             capture_output=True, text=True, timeout=60, env=ENV)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"adaptim {adaptim.__version__}"
 
 
 def test_core_import_needs_no_rich():
@@ -255,13 +232,28 @@ def test_core_import_needs_no_rich():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_bench_without_rich_prints_markdown():
-    code = ("import sys; sys.modules['rich'] = None\n"
-            "from adaptim.cli import main\n"
-            "sys.exit(main(sys.argv[1:]))\n")
-    proc = subprocess.run([sys.executable, "-c", code, "bench", "--params", "2000", "--small",
-                           "5", "10", "--optimizers", "sgd", "--modes", "adaptim-reference",
-                           "--repeat", "1", "--no-overhead"],
+def test_bench_end_to_end_without_rich_prints_markdown(tmp_path, capsys):
+    proc = subprocess.run([sys.executable, "-c", _NO_RICH, "bench", "--params", "20000",
+                           "--small", "20", "100", "--optimizers", "sgd", "adam", "--modes",
+                           "torch-for-loop,adaptim", "adaptim-fused", "--repeat", "2",
+                           "--no-overhead", "--json", str(tmp_path / "b.json")],
                           capture_output=True, text=True, timeout=120, env=ENV)
     assert proc.returncode == 0, proc.stderr
-    assert "| optimizer |" in proc.stdout and "| sgd |" in proc.stdout
+    assert "| torch loop | adaptim default | **adaptim fused** |" in proc.stdout
+    assert "| sgd |" in proc.stdout and "| adam |" in proc.stdout
+    report = json.loads((tmp_path / "b.json").read_text())
+    for workload in report["workloads"].values():
+        assert set(workload["rows"]) == {"sgd", "adam"}
+        for row in workload["rows"].values():
+            assert set(row["ms"]) == {"torch-for-loop", "adaptim", "adaptim-fused"}
+            assert len(row["probe_GBps_rounds"]) == 2
+            assert set(row["doubts"]) == {"probe", "steps"}
+    flagged = [r for w in report["workloads"].values() for r in w["rows"].values()
+               if r["doubts"]["probe"] or r["doubts"]["steps"]]
+    assert ("not measured reliably" in proc.stdout) == bool(flagged)
+    # the same report through rich
+    from adaptim.bench.step import print_report
+
+    print_report(report)
+    out = capsys.readouterr().out
+    assert "adaptim-fused" in out and ("warning" in out) == bool(flagged)

@@ -349,6 +349,12 @@ def _cells(row: dict, dash: str) -> dict:
             "bf16": pct(row["floor_ms"], bf16)}
 
 
+def _modes_run(report: dict) -> list[str]:
+    """The modes that have a column: those timed in this run, in MODES order."""
+    seen = {m for w in report["workloads"].values() for r in w["rows"].values() for m in r["ms"]}
+    return [m for m in MODES if m in seen]
+
+
 def doubt_lines(report: dict) -> list[str]:
     """One line per row whose ratios are shown as '?', saying why."""
     lines = []
@@ -373,6 +379,7 @@ def print_report(report: dict) -> None:
         return
 
     console = Console(width=max(Console().width, 150))
+    modes = _modes_run(report)
     bw = report["bandwidth_GBps"]
     console.print(f"[bold]machine[/]: {escape(str(report['machine']))}")
     console.print("in-place bandwidth: " + ", ".join(f"{k} {v:.1f} GB/s" for k, v in bw.items()))
@@ -381,14 +388,14 @@ def print_report(report: dict) -> None:
                             "torch's fastest mode / adaptim-fused; floor = bytes / bandwidth; "
                             "? = not reliable (see below)")
         table.add_column("optimizer", style="bold")
-        for m in MODES:
+        for m in modes:
             table.add_column(m, justify="right")
         for name in ("speedup", "B/param", "probe GB/s", "floor ms", "floor/fused",
                      "same, run-best bw", "fp32 floor/bf16"):
             table.add_column(name, justify="right")
         for case, r in w["rows"].items():
             ms = r["ms"]
-            cells = [f"{ms[m]:.1f}" if ms.get(m) else "-" for m in MODES]
+            cells = [f"{ms[m]:.1f}" if ms.get(m) else "-" for m in modes]
             c = _cells(r, "-")
             table.add_row(case, *cells, c["speedup"], str(r["bytes_per_param"]),
                           f"{r['probe_GBps']:.0f}", f"{r['floor_ms']:.1f}", c["floor/fused"],
@@ -421,17 +428,19 @@ def markdown(report: dict) -> str:
              "torch-fused": "torch fused", "adaptim": "adaptim default",
              "adaptim-reference": "adaptim reference", "adaptim-fused": "**adaptim fused**",
              "adaptim-fused-bf16": "fused, bf16 state"}
+    modes = _modes_run(report)
     for label, w in report["workloads"].items():
         lines += [f"**{label}**, ms per step (best of {report['repeat']}):", "",
-                  "| optimizer | " + " | ".join(short[m] for m in MODES)
+                  "| optimizer | " + " | ".join(short[m] for m in modes)
                   + " | speedup vs torch's fastest | probe GB/s | floor ms (B/param) |"
                   " floor / fused | at run-best | fp32 floor / bf16 |",
-                  "|---" * (len(MODES) + 7) + "|"]
+                  "|---" * (len(modes) + 7) + "|"]
         for case, r in w["rows"].items():
             ms = r["ms"]
-            cells = [f"{ms[m]:.1f}" if ms.get(m) else "–" for m in MODES]
-            k = MODES.index("adaptim-fused")
-            cells[k] = f"**{cells[k]}**"
+            cells = [f"{ms[m]:.1f}" if ms.get(m) else "–" for m in modes]
+            if "adaptim-fused" in modes:
+                k = modes.index("adaptim-fused")
+                cells[k] = f"**{cells[k]}**"
             c = _cells(r, "–")
             lines.append(f"| {case} | " + " | ".join(cells) + f" | {c['speedup']} | "
                          f"{r['probe_GBps']:.0f} | {r['floor_ms']:.1f} ({r['bytes_per_param']}) | "
