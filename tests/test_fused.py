@@ -350,7 +350,7 @@ def test_bench_command_writes_a_report(tmp_path):
         assert set(w["rows"]) == {"rmsprop", "adam"}
         assert w["rows"]["rmsprop"]["bytes_per_param"] == 20
         assert w["rows"]["adam"]["bytes_per_param"] == 28
-        assert "torch fused" not in w["rows"]["rmsprop"]["ms"]  # torch has no fused RMSprop
+        assert "torch-fused" not in w["rows"]["rmsprop"]["ms"]  # torch has no fused RMSprop
         assert all(v > 0 for v in w["rows"]["adam"]["ms"].values())
         for r in w["rows"].values():  # the floor: bytes moved at the probe's bandwidth
             assert r["probe_GBps"] > 0
