@@ -64,3 +64,31 @@ def test_summary_keeps_failures_and_the_final_line():
 def test_the_timeouts_fit_in_ten_minutes():
     args = _load()._parser().parse_args([])
     assert args.tests_timeout + args.cuda_tests_timeout + args.bench_timeout <= 600 - 20
+
+
+def test_a_collection_error_is_not_a_failed_test():
+    gpu_check = _load()
+    assert not gpu_check._failed_tests("ERROR tests/test_fuzz.py - ModuleNotFoundError\n"
+                                       "1 skipped, 1 error in 2.0s\n")
+    assert gpu_check._failed_tests("FAILED tests/test_x.py::test_cuda_y - AssertionError\n")
+
+
+@pytest.mark.slow
+def test_the_whole_check_on_cpu_writes_every_section(tmp_path, monkeypatch):
+    """The orchestration, with CPU stand-ins for the GPU parts: one small test file, a tiny
+    CPU bench, and a machine description that claims a GPU."""
+    gpu_check = _load()
+    monkeypatch.setattr(gpu_check, "CUDA_FILES", ["tests/test_registry.py"])
+    monkeypatch.setattr(gpu_check, "BENCH_ARGS", ["--device", "cpu", "--repeat", "1",
+                                                  "--no-overhead", "--small", "5", "10",
+                                                  "--optimizers", "sgd"])
+    versions = gpu_check._versions()
+    monkeypatch.setattr(gpu_check, "_versions", lambda: {**versions, "GPU": "(cpu stand-in)"})
+    code = gpu_check.main(["--out", str(tmp_path), "--bench-params", "2000"])
+    result = (tmp_path / "result.md").read_text()
+    assert code == 0, result
+    assert "## Tests: tests/test_registry.py" in result and " passed" in result
+    assert "## Tests named cuda elsewhere" in result
+    assert "| sgd |" in result  # the bench table
+    for name in ("pytest-files.log", "pytest-cuda.log", "bench.log", "bench.json", "bench.md"):
+        assert (tmp_path / name).exists(), name
