@@ -14,7 +14,7 @@ import torch
 import adaptim
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "docs" / "use-it-with.md"
+SOURCE = ROOT / "README.md"
 _BLOCK = re.compile(r"<!-- test: (?P<name>[\w-]+)(?: needs=(?P<needs>[\w,.]+))? -->\s*\n"
                     r"```python\n(?P<code>.*?)```", re.S)
 
