@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _default_to_fused_or_foreach
 
 from adaptim import _fused, _guard, conventions
 from adaptim import _validation as V
@@ -18,6 +20,7 @@ from adaptim._tensors import real_view, scalar_dtype
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
+_IS_SPARSE = operator.attrgetter("is_sparse")
 # Options that only the constructor can set: a parameter group giving another value is refused.
 _WIDE = "it applies to the whole optimizer (all groups' gradients together); pass it to the " \
         "constructor"
@@ -87,6 +90,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for flag in ("foreach", "fused"):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
+        if group.get("foreach") and group.get("fused"):
+            raise ValueError("fused=True and foreach=True cannot be set together: choose one")
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 name = type(self).__name__
@@ -177,6 +182,19 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         return params, grads, states
 
     @staticmethod
+    def _foreach_chosen(group: dict, params: list[Tensor], grads: list[Tensor]) -> bool:
+        """Whether the rule runs multi-tensor (``*_foreach``) for these tensors: foreach=True asks
+        for it, foreach=False or fused=False asks for the per-tensor rule; otherwise it is
+        torch.optim's own default for the tensors' device (multi-tensor on CUDA, per-tensor on
+        CPU). Sparse gradients and differentiable steps take the per-tensor rule."""
+        foreach = group.get("foreach")
+        if foreach is None:
+            foreach = group.get("fused") is not False and _default_to_fused_or_foreach(
+                params, differentiable=False)[1]
+        return bool(foreach) and not group.get("differentiable") \
+            and not any(map(_IS_SPARSE, grads))
+
+    @staticmethod
     def _state_list(states: list[dict], key: str) -> list[Tensor | None]:
         """The real views of one state tensor across parameters (None where absent)."""
         return [real_view(s.get(key)) for s in states]
@@ -202,7 +220,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # implemented by the fused module's paths.
             fused = group.get("fused")
             if fused is None:
-                fused = _fused.kernel_suits(params)
+                fused = not group.get("foreach") and _fused.kernel_suits(params)
             if fused or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
             else:
