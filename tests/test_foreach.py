@@ -173,16 +173,6 @@ def test_resolution_of_foreach_and_fused():
     assert not adaptim.Adam._foreach_chosen({**group, "foreach": True}, [p], sparse)
 
 
-def test_foreach_true_bypasses_the_c_kernel():
-    from adaptim import _fused
-    p = torch.randn(50, requires_grad=True)
-    opt = adaptim.Adam([p], foreach=True)
-    calls = _fused.kernel_calls
-    p.grad = torch.randn(50)
-    opt.step()
-    assert _fused.kernel_calls == calls
-
-
 @pytest.mark.parametrize("name,kwargs", [("Adam", dict(lr=1e-2, amsgrad=True)),
                                          ("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("RMSprop", dict(lr=1e-3, centered=True, momentum=0.5)),

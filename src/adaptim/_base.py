@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
 from adaptim import _fused, _guard, conventions
+from adaptim._fused import _ops
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
 
@@ -79,6 +80,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         # Steps that on_nonfinite="skip" refused; saved in state_dict under EXTRA_STATE_KEY.
         self.skipped_steps = 0
+        _ops.register(self)
 
     # ---------------------------------------------------------------- validation
     def _validate_common(self, group: dict) -> None:
@@ -206,11 +208,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():
+            _ops.compiled_step(self)  # the update below as one operator, opaque to the compiler
+        else:
+            self._update_all()
+        return loss
+
+    def _update_all(self) -> None:
+        """The update of every group with its current gradients (step() after the closure)."""
+        self._opt_called = True  # what an LR scheduler checks (see the end of this class)
         # Clipping and the non-finite policy look at the gradients before any state is made, so
         # a skipped step leaves parameters and state exactly as they were.
         grad_scale = _guard.before_update(self)
         if grad_scale is None:
-            return loss
+            return
         for group in self.param_groups:
             params, grads, states = self._gather(group)
             if not params:
@@ -227,7 +238,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
                 self._update(group, params, grads, states)
-        return loss
+
+    # An LR scheduler wraps ``optimizer.step`` (in a function torch.compile does not trace: a
+    # graph break in every compiled step) only to record that step ran, in ``_opt_called``, unless
+    # step carries this mark; step records it itself.
+    step._wrapped_by_lr_sched = True
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -362,6 +377,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("skipped_steps", 0)
+        _ops.register(self)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, self._torch_group_defaults.get(key, value))
