@@ -52,6 +52,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
       over memory; equal to the reference path to rounding) and the reference path elsewhere;
       True asks for a fused step (C on CPU, Triton on CUDA; a warning where none can run);
       False is the reference path (the functional rule per tensor: torch.optim's bits).
+    - ``foreach``: None (default) runs the multi-tensor rule (``functional.*_foreach``:
+      torch.optim's foreach bits) where torch.optim's own default is foreach — CUDA groups —
+      and the per-tensor rule elsewhere the kernel does not run; True asks for the multi-tensor
+      rule anywhere (not with fused=True); False never runs it.
     - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
     - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
     - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
