@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import _default_to_fused_or_foreach
 
 from adaptim import _fused, _guard, conventions
+from adaptim._fused import _ops
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
 NONFINITE_POLICIES = ("propagate", "skip", "raise")
+_IS_SPARSE = operator.attrgetter("is_sparse")
 # Options that only the constructor can set: a parameter group giving another value is refused.
 _WIDE = "it applies to the whole optimizer (all groups' gradients together); pass it to the " \
         "constructor"
@@ -48,6 +52,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
       over memory; equal to the reference path to rounding) and the reference path elsewhere;
       True asks for a fused step (C on CPU, Triton on CUDA; a warning where none can run);
       False is the reference path (the functional rule per tensor: torch.optim's bits).
+    - ``foreach``: None (default) runs the multi-tensor rule (``functional.*_foreach``:
+      torch.optim's foreach bits) where torch.optim's own default is foreach — CUDA groups —
+      and the per-tensor rule elsewhere the kernel does not run; True asks for the multi-tensor
+      rule anywhere (not with fused=True); False never runs it.
     - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
     - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
     - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
@@ -76,6 +84,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
         # Steps that on_nonfinite="skip" refused; saved in state_dict under EXTRA_STATE_KEY.
         self.skipped_steps = 0
+        _ops.register(self)
 
     # ---------------------------------------------------------------- validation
     def _validate_common(self, group: dict) -> None:
@@ -87,6 +96,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for flag in ("foreach", "fused"):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
+        if group.get("foreach") and group.get("fused"):
+            raise ValueError("fused=True and foreach=True cannot be set together: choose one")
         for flag in ("differentiable", "capturable"):
             if group.get(flag):
                 name = type(self).__name__
@@ -177,6 +188,19 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         return params, grads, states
 
     @staticmethod
+    def _foreach_chosen(group: dict, params: list[Tensor], grads: list[Tensor]) -> bool:
+        """Whether the rule runs multi-tensor (``*_foreach``) for these tensors: foreach=True asks
+        for it, foreach=False or fused=False asks for the per-tensor rule; otherwise it is
+        torch.optim's own default for the tensors' device (multi-tensor on CUDA, per-tensor on
+        CPU). Sparse gradients and differentiable steps take the per-tensor rule."""
+        foreach = group.get("foreach")
+        if foreach is None:
+            foreach = group.get("fused") is not False and _default_to_fused_or_foreach(
+                params, differentiable=False)[1]
+        return bool(foreach) and not group.get("differentiable") \
+            and not any(map(_IS_SPARSE, grads))
+
+    @staticmethod
     def _state_list(states: list[dict], key: str) -> list[Tensor | None]:
         """The real views of one state tensor across parameters (None where absent)."""
         return [real_view(s.get(key)) for s in states]
@@ -188,11 +212,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():
+            _ops.compiled_step(self)  # the update below as one operator, opaque to the compiler
+        else:
+            self._update_all()
+        return loss
+
+    def _update_all(self) -> None:
+        """The update of every group with its current gradients (step() after the closure)."""
+        self._opt_called = True  # what an LR scheduler checks (see the end of this class)
         # Clipping and the non-finite policy look at the gradients before any state is made, so
         # a skipped step leaves parameters and state exactly as they were.
         grad_scale = _guard.before_update(self)
         if grad_scale is None:
-            return loss
+            return
         for group in self.param_groups:
             params, grads, states = self._gather(group)
             if not params:
@@ -202,14 +235,18 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # implemented by the fused module's paths.
             fused = group.get("fused")
             if fused is None:
-                fused = _fused.kernel_suits(params)
+                fused = not group.get("foreach") and _fused.kernel_suits(params)
             if fused or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
                 self._update(group, params, grads, states)
-        return loss
+
+    # An LR scheduler wraps ``optimizer.step`` (in a function torch.compile does not trace: a
+    # graph break in every compiled step) only to record that step ran, in ``_opt_called``, unless
+    # step carries this mark; step records it itself.
+    step._wrapped_by_lr_sched = True
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
@@ -344,6 +381,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("skipped_steps", 0)
+        _ops.register(self)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, self._torch_group_defaults.get(key, value))

@@ -14,9 +14,12 @@ Every framework puts ε inside both square roots, as here.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["adadelta", "adadelta_tensor"]
+from adaptim.functional._foreach import by_device_and_dtype, increment_steps
+
+__all__ = ["adadelta", "adadelta_foreach", "adadelta_tensor"]
 
 
 def adadelta_tensor(
@@ -67,3 +70,43 @@ def adadelta(
         delta = adadelta_tensor(param, grads[i], square_avgs[i], acc_deltas[i], lr=lr, rho=rho,
                                 eps=eps, weight_decay=weight_decay, maximize=maximize)
     del delta
+
+
+def adadelta_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    acc_deltas: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> None:
+    """:func:`adadelta` with multi-tensor ops per (device, dtype) group: torch.optim's
+    ``foreach=True`` bits."""
+    if not params:
+        return
+    for dev_params, dev_grads, dev_square_avgs, dev_acc_deltas, dev_steps in by_device_and_dtype(
+            params, grads, square_avgs, acc_deltas, state_steps):
+        increment_steps(dev_steps)
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        if weight_decay != 0:
+            if maximize:  # the negated gradients are a temporary already
+                torch._foreach_add_(dev_grads, dev_params, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+        torch._foreach_mul_(dev_square_avgs, rho)
+        torch._foreach_addcmul_(dev_square_avgs, dev_grads, dev_grads, value=1 - rho)
+        std = torch._foreach_add(dev_square_avgs, eps)
+        torch._foreach_sqrt_(std)
+        deltas = torch._foreach_add(dev_acc_deltas, eps)
+        torch._foreach_sqrt_(deltas)
+        torch._foreach_div_(deltas, std)
+        torch._foreach_mul_(deltas, dev_grads)
+        torch._foreach_mul_(dev_acc_deltas, rho)
+        torch._foreach_addcmul_(dev_acc_deltas, deltas, deltas, value=1 - rho)
+        torch._foreach_add_(dev_params, deltas, alpha=-lr)

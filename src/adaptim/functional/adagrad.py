@@ -13,9 +13,12 @@ G starts at ``initial_accumulator_value`` (torch 0, TF1/Keras/optax 0.1).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["adagrad", "adagrad_tensor"]
+from adaptim.functional._foreach import by_device_and_dtype, increment_steps
+
+__all__ = ["adagrad", "adagrad_foreach", "adagrad_tensor"]
 
 
 def adagrad_tensor(
@@ -61,3 +64,48 @@ def adagrad(
         adagrad_tensor(param, grads[i], state_sums[i], int(state_steps[i].item()), lr=lr,
                        lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
                        eps_in_sqrt=eps_in_sqrt)
+
+
+def adagrad_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    state_sums: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    eps: float = 1e-10,
+    maximize: bool = False,
+    eps_in_sqrt: bool = False,
+) -> None:
+    """:func:`adagrad` with multi-tensor ops per (device, dtype) group: torch.optim's
+    ``foreach=True`` bits (which scale g by −η_t before the division, one rounding apart from
+    the per-tensor rule)."""
+    if not params:
+        return
+    for dev_params, dev_grads, dev_sums, dev_steps in by_device_and_dtype(
+            params, grads, state_sums, state_steps):
+        owned = maximize or weight_decay != 0  # dev_grads are temporaries, not the .grad tensors
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        increment_steps(dev_steps)
+        if weight_decay != 0:
+            if maximize:
+                torch._foreach_add_(dev_grads, dev_params, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+        minus_clr = [-lr / (1 + (step.item() - 1) * lr_decay) for step in dev_steps]
+        torch._foreach_addcmul_(dev_sums, dev_grads, dev_grads, value=1)
+        if eps_in_sqrt:
+            std = torch._foreach_add(dev_sums, eps)
+            torch._foreach_sqrt_(std)
+        else:
+            std = torch._foreach_sqrt(dev_sums)
+            torch._foreach_add_(std, eps)
+        if owned:
+            torch._foreach_mul_(dev_grads, minus_clr)
+            numerator = dev_grads
+        else:
+            numerator = torch._foreach_mul(dev_grads, minus_clr)
+        torch._foreach_addcdiv_(dev_params, numerator, std)

@@ -22,7 +22,9 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["adam", "adam_tensor"]
+from adaptim.functional._foreach import by_device_and_dtype, increment_steps
+
+__all__ = ["adam", "adam_foreach", "adam_tensor"]
 
 
 def adam_tensor(
@@ -104,3 +106,72 @@ def adam(
                     weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                     decoupled_weight_decay=decoupled_weight_decay, eps_in_sqrt=eps_in_sqrt,
                     eps_hat=eps_hat, bias_correction=bias_correction)
+
+
+def adam_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor | None],
+    state_steps: list[Tensor],
+    *,
+    lr: float = 1e-3,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    eps_in_sqrt: bool = False,
+    eps_hat: bool = False,
+    bias_correction: bool = True,
+) -> None:
+    """:func:`adam` with multi-tensor ops, one pass per operation per (device, dtype) group:
+    torch.optim's ``foreach=True`` bits for the options torch has."""
+    if not params:
+        return
+    for (dev_params, dev_grads, dev_exp_avgs, dev_exp_avg_sqs, dev_max_exp_avg_sqs,
+         dev_steps) in by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                                           state_steps):
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        increment_steps(dev_steps)
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                torch._foreach_mul_(dev_params, 1 - lr * weight_decay)
+            elif maximize:  # the negated gradients are a temporary already
+                torch._foreach_add_(dev_grads, dev_params, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+        torch._foreach_lerp_(dev_exp_avgs, dev_grads, 1 - beta1)
+        torch._foreach_mul_(dev_exp_avg_sqs, beta2)
+        torch._foreach_addcmul_(dev_exp_avg_sqs, dev_grads, dev_grads, 1 - beta2)
+        del dev_grads
+        if amsgrad:
+            torch._foreach_maximum_(dev_max_exp_avg_sqs, dev_exp_avg_sqs)
+            second = dev_max_exp_avg_sqs
+        else:
+            second = dev_exp_avg_sqs
+        if bias_correction:
+            bias_correction1 = [1 - beta1 ** step.item() for step in dev_steps]
+            bias_correction2 = [1 - beta2 ** step.item() for step in dev_steps]
+        else:
+            bias_correction1 = bias_correction2 = [1.0] * len(dev_steps)
+        if eps_hat:
+            step_size = [-(lr * math.sqrt(bc2) / bc1)
+                         for bc1, bc2 in zip(bias_correction1, bias_correction2)]
+            denom = torch._foreach_sqrt(second)
+            torch._foreach_add_(denom, eps)
+        elif eps_in_sqrt:
+            step_size = [-(lr / bc) for bc in bias_correction1]
+            denom = torch._foreach_div(second, bias_correction2)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_sqrt_(denom)
+        else:
+            step_size = [(lr / bc) * -1 for bc in bias_correction1]
+            denom = torch._foreach_sqrt(second)
+            torch._foreach_div_(denom, [bc**0.5 for bc in bias_correction2])
+            torch._foreach_add_(denom, eps)
+        torch._foreach_addcdiv_(dev_params, dev_exp_avgs, denom, step_size)

@@ -18,9 +18,12 @@ E[g²] starts at ``initial_accumulator_value`` (torch/Keras/optax 0, TF1 1.0).
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
-__all__ = ["rmsprop", "rmsprop_tensor"]
+from adaptim.functional._foreach import by_device_and_dtype, increment_steps
+
+__all__ = ["rmsprop", "rmsprop_foreach", "rmsprop_tensor"]
 
 
 def rmsprop_tensor(
@@ -98,3 +101,67 @@ def rmsprop(
                        alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                        centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
                        lr_in_momentum=lr_in_momentum)
+
+
+def rmsprop_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor | None],
+    momentum_buffers: list[Tensor | None],
+    state_steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    maximize: bool = False,
+    eps_in_sqrt: bool = False,
+    lr_in_momentum: bool = False,
+) -> None:
+    """:func:`rmsprop` with multi-tensor ops per (device, dtype) group: torch.optim's
+    ``foreach=True`` bits for the options torch has."""
+    if not params:
+        return
+    for (dev_params, dev_grads, dev_square_avgs, dev_grad_avgs, dev_bufs,
+         dev_steps) in by_device_and_dtype(params, grads, square_avgs, grad_avgs,
+                                           momentum_buffers, state_steps):
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        increment_steps(dev_steps)
+        if weight_decay != 0:
+            if maximize:  # the negated gradients are a temporary already
+                torch._foreach_add_(dev_grads, dev_params, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+        torch._foreach_mul_(dev_square_avgs, alpha)
+        torch._foreach_addcmul_(dev_square_avgs, dev_grads, dev_grads, value=1 - alpha)
+        if centered:
+            torch._foreach_lerp_(dev_grad_avgs, dev_grads, 1 - alpha)
+            avg = torch._foreach_addcmul(dev_square_avgs, dev_grad_avgs, dev_grad_avgs, value=-1)
+            # ≥ 0 exactly; the clamp undoes rounding where E[g²] and E[g]² nearly cancel
+            torch._foreach_clamp_min_(avg, 0)
+            if eps_in_sqrt:
+                torch._foreach_add_(avg, eps)
+                torch._foreach_sqrt_(avg)
+            else:
+                torch._foreach_sqrt_(avg)
+                torch._foreach_add_(avg, eps)
+        elif eps_in_sqrt:
+            avg = torch._foreach_add(dev_square_avgs, eps)
+            torch._foreach_sqrt_(avg)
+        else:
+            avg = torch._foreach_sqrt(dev_square_avgs)
+            torch._foreach_add_(avg, eps)
+        if momentum > 0:
+            torch._foreach_mul_(dev_bufs, momentum)
+            if lr_in_momentum:
+                torch._foreach_addcdiv_(dev_bufs, dev_grads, avg, value=lr)
+                torch._foreach_sub_(dev_params, dev_bufs)
+            else:
+                torch._foreach_addcdiv_(dev_bufs, dev_grads, avg)
+                torch._foreach_add_(dev_params, dev_bufs, alpha=-lr)
+        else:
+            torch._foreach_addcdiv_(dev_params, dev_grads, avg, value=-lr)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["sgd", "sgd_tensor"]
+from adaptim.functional._foreach import by_device_and_dtype
+
+__all__ = ["sgd", "sgd_foreach", "sgd_tensor"]
 
 
 def sgd_tensor(
@@ -73,3 +75,48 @@ def sgd(
         momentum_buffers[i] = sgd_tensor(
             param, grads[i], momentum_buffers[i], lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+
+
+def sgd_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
+    *,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    maximize: bool = False,
+) -> None:
+    """:func:`sgd` with multi-tensor ops per (device, dtype) group: torch.optim's
+    ``foreach=True`` bits. ``momentum_buffers`` entries are replaced in place."""
+    if not params:
+        return
+    for (dev_params, dev_grads, dev_bufs), indices in by_device_and_dtype(
+            params, grads, momentum_buffers, with_indices=True):
+        owned = maximize or weight_decay != 0  # dev_grads are temporaries, not the .grad tensors
+        if maximize:
+            dev_grads = torch._foreach_neg(dev_grads)
+        if weight_decay != 0:
+            if maximize:
+                torch._foreach_add_(dev_grads, dev_params, alpha=weight_decay)
+            else:
+                dev_grads = torch._foreach_add(dev_grads, dev_params, alpha=weight_decay)
+        if momentum != 0:
+            if all(b is not None for b in dev_bufs):
+                torch._foreach_mul_(dev_bufs, momentum)
+                torch._foreach_add_(dev_bufs, dev_grads, alpha=1 - dampening)
+            else:  # v_1 = g_1, as torch.optim.SGD
+                for i, (g, buf) in enumerate(zip(dev_grads, dev_bufs)):
+                    if buf is None:
+                        dev_bufs[i] = momentum_buffers[indices[i]] = g.detach().clone()
+                    else:
+                        buf.mul_(momentum).add_(g, alpha=1 - dampening)
+            if not nesterov:
+                dev_grads = dev_bufs
+            elif owned:
+                torch._foreach_add_(dev_grads, dev_bufs, alpha=momentum)
+            else:  # leave the caller's gradients alone (torch.optim adds in place into .grad)
+                dev_grads = torch._foreach_add(dev_grads, dev_bufs, alpha=momentum)
+        torch._foreach_add_(dev_params, dev_grads, alpha=-lr)

@@ -7,7 +7,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adadelta import adadelta
+from adaptim.functional.adadelta import adadelta, adadelta_foreach
 
 __all__ = ["Adadelta"]
 
@@ -55,7 +55,8 @@ class Adadelta(AdaptimOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
-        adadelta(params, grads, s(states, "square_avg"), s(states, "acc_delta"),
-                 [st["step"] for st in states], lr=V.to_float(group["lr"]),
-                 rho=V.to_float(group["rho"]), eps=V.to_float(group["eps"]),
-                 weight_decay=V.to_float(group["weight_decay"]), maximize=group["maximize"])
+        rule = adadelta_foreach if self._foreach_chosen(group, params, grads) else adadelta
+        rule(params, grads, s(states, "square_avg"), s(states, "acc_delta"),
+             [st["step"] for st in states], lr=V.to_float(group["lr"]),
+             rho=V.to_float(group["rho"]), eps=V.to_float(group["eps"]),
+             weight_decay=V.to_float(group["weight_decay"]), maximize=group["maximize"])

@@ -7,7 +7,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adagrad import adagrad
+from adaptim.functional.adagrad import adagrad, adagrad_foreach
 
 __all__ = ["Adagrad"]
 
@@ -72,7 +72,8 @@ class Adagrad(AdaptimOptimizer):
             torch.view_as_real(state["sum"]).fill_(group["initial_accumulator_value"])
 
     def _update(self, group, params, grads, states) -> None:
-        adagrad(params, grads, self._state_list(states, "sum"), [st["step"] for st in states],
-                lr=V.to_float(group["lr"]), lr_decay=V.to_float(group["lr_decay"]),
-                weight_decay=V.to_float(group["weight_decay"]), eps=V.to_float(group["eps"]),
-                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"])
+        rule = adagrad_foreach if self._foreach_chosen(group, params, grads) else adagrad
+        rule(params, grads, self._state_list(states, "sum"), [st["step"] for st in states],
+             lr=V.to_float(group["lr"]), lr_decay=V.to_float(group["lr_decay"]),
+             weight_decay=V.to_float(group["weight_decay"]), eps=V.to_float(group["eps"]),
+             maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"])

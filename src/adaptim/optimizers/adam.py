@@ -7,7 +7,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adam import adam
+from adaptim.functional.adam import adam, adam_foreach
 
 __all__ = ["Adam", "AdamW"]
 
@@ -87,7 +87,8 @@ class Adam(AdaptimOptimizer):
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
         beta1, beta2 = group["betas"]
-        adam(params, grads, s(states, "exp_avg"), s(states, "exp_avg_sq"),
+        rule = adam_foreach if self._foreach_chosen(group, params, grads) else adam
+        rule(params, grads, s(states, "exp_avg"), s(states, "exp_avg_sq"),
              s(states, "max_exp_avg_sq"), [st["step"] for st in states],
              lr=V.to_float(group["lr"]), beta1=V.to_float(beta1), beta2=V.to_float(beta2),
              eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),

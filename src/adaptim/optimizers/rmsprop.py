@@ -7,7 +7,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
 from adaptim.conventions import Default, resolve
-from adaptim.functional.rmsprop import rmsprop
+from adaptim.functional.rmsprop import rmsprop, rmsprop_foreach
 
 __all__ = ["RMSprop"]
 
@@ -88,10 +88,11 @@ class RMSprop(AdaptimOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
-        rmsprop(params, grads, s(states, "square_avg"), s(states, "grad_avg"),
-                s(states, "momentum_buffer"), [st["step"] for st in states],
-                lr=V.to_float(group["lr"]), alpha=V.to_float(group["alpha"]),
-                eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
-                momentum=V.to_float(group["momentum"]), centered=group["centered"],
-                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
-                lr_in_momentum=group["lr_in_momentum"])
+        rule = rmsprop_foreach if self._foreach_chosen(group, params, grads) else rmsprop
+        rule(params, grads, s(states, "square_avg"), s(states, "grad_avg"),
+             s(states, "momentum_buffer"), [st["step"] for st in states],
+             lr=V.to_float(group["lr"]), alpha=V.to_float(group["alpha"]),
+             eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
+             momentum=V.to_float(group["momentum"]), centered=group["centered"],
+             maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
+             lr_in_momentum=group["lr_in_momentum"])

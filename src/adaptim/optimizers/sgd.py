@@ -8,7 +8,7 @@ import torch
 
 from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
-from adaptim.functional.sgd import sgd
+from adaptim.functional.sgd import sgd, sgd_foreach
 
 __all__ = ["SGD"]
 
@@ -62,10 +62,11 @@ class SGD(AdaptimOptimizer):
     def _update(self, group, params, grads, states) -> None:
         momentum = V.to_float(group["momentum"])
         bufs = [s.get("momentum_buffer") for s in states]
-        sgd(params, grads, bufs, lr=V.to_float(group["lr"]), momentum=momentum,
-            dampening=V.to_float(group["dampening"]),
-            weight_decay=V.to_float(group["weight_decay"]), nesterov=group["nesterov"],
-            maximize=group["maximize"])
+        rule = sgd_foreach if self._foreach_chosen(group, params, grads) else sgd
+        rule(params, grads, bufs, lr=V.to_float(group["lr"]), momentum=momentum,
+             dampening=V.to_float(group["dampening"]),
+             weight_decay=V.to_float(group["weight_decay"]), nesterov=group["nesterov"],
+             maximize=group["maximize"])
         if momentum != 0:
             for state, buf in zip(states, bufs):
                 state["momentum_buffer"] = buf

@@ -1,0 +1,133 @@
+"""torch.compile around optimizer.step(): the update is one opaque operator
+(``torch.ops.adaptim.step``), so a compiled step has no graph break, never recompiles when a
+scheduler changes a float learning rate, and equals the eager step bit for bit."""
+
+import warnings
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import adaptim
+
+STEPS = 100
+SETTINGS = {
+    "SGD": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "Adagrad": dict(lr=0.05, lr_decay=0.01),
+    "RMSprop": dict(lr=1e-3, momentum=0.9, centered=True),
+    "Adadelta": dict(lr=1.0, weight_decay=0.01),
+    "Adam": dict(lr=1e-2, amsgrad=True),
+    "AdamW": dict(lr=1e-2, eps_hat=True),
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    counters.clear()
+    yield
+    torch._dynamo.reset()
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+
+
+def _train(name, kw, steps, compiled, x, model=None):
+    model = model or _model()
+    opt = getattr(adaptim, name)(model.parameters(), **kw)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + 0.05 * s))
+
+    def step():
+        opt.step()
+
+    run = torch.compile(step) if compiled else step
+    for _ in range(steps):
+        opt.zero_grad()
+        model(x).square().mean().backward()  # new gradient tensors every step
+        run()
+        sched.step()
+    return model, opt
+
+
+def _no_breaks_no_recompiles():
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["frames"]["ok"] == 1
+
+
+def test_float_lr_scheduler_100_steps_one_graph_no_break_no_recompile():
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(1))
+    with torch._dynamo.config.patch(error_on_recompile=True), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled, opt_c = _train("Adam", dict(lr=1e-2), STEPS, True, x)
+    _no_breaks_no_recompiles()
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]  # step() was recorded
+    eager, opt_e = _train("Adam", dict(lr=1e-2), STEPS, False, x)
+    assert opt_c.param_groups[0]["lr"] == opt_e.param_groups[0]["lr"] != 1e-2
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+        for key, value in opt_e.state[b].items():
+            assert torch.equal(opt_c.state[a][key], value), key
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_optimizer_compiles_to_one_graph_equal_to_eager(name):
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(2))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled, _ = _train(name, SETTINGS[name], 12, True, x)
+    _no_breaks_no_recompiles()
+    eager, _ = _train(name, SETTINGS[name], 12, False, x)
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_explain_reports_no_graph_break_and_fullgraph_compiles():
+    model = _model()
+    opt = adaptim.Adam(model.parameters(), lr=1e-2, max_grad_norm=0.1, on_nonfinite="skip")
+    model(torch.ones(4, 8)).sum().backward()
+    explanation = torch._dynamo.explain(opt.step)()
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    ops = [n.target for g in explanation.graphs for n in g.graph.nodes if n.op == "call_function"]
+    assert torch.ops.adaptim.step.default in ops or torch.ops.adaptim.step in ops
+    torch.compile(opt.step, fullgraph=True)()  # raises on any graph break
+    assert int(opt.state[next(model.parameters())]["step"]) == 2
+
+
+def test_guard_options_run_inside_the_operator():
+    # clipping and the skip decision need values on the host: inside the operator, no break
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(3))
+    model = _model()
+    opt = adaptim.Adam(model.parameters(), lr=1e-2, max_grad_norm=0.05, on_nonfinite="skip")
+    step = torch.compile(lambda: opt.step())
+    model(x).square().mean().backward()
+    step()
+    before = [p.detach().clone() for p in model.parameters()]
+    next(model.parameters()).grad[0, 0] = float("nan")
+    step()
+    assert opt.skipped_steps == 1
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    _no_breaks_no_recompiles()
+    eager = _model()
+    opt_e = adaptim.Adam(eager.parameters(), lr=1e-2, max_grad_norm=0.05, on_nonfinite="skip")
+    eager(x).square().mean().backward()
+    opt_e.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), eager.parameters()))
+
+
+def test_scheduler_still_checks_the_call_order():
+    # step() records that it ran (the scheduler's wrapper is not needed, so not installed)
+    model = _model()
+    opt = adaptim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    assert opt.step.__func__ is type(opt).step
+    with pytest.warns(UserWarning, match="before `optimizer.step"):
+        sched.step()
+    opt2 = adaptim.SGD(_model().parameters(), lr=0.1)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, step_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt2.step()
+        sched2.step()
