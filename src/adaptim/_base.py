@@ -1,6 +1,6 @@
 """The shared optimizer shell: validation, parameter groups, lazy state, complex views and
-checked checkpoint loading. The math lives in :mod:`adaptim.functional`; subclasses only say
-which state they keep and which update rule to call."""
+checked checkpoint loading. Everything about an algorithm (its state, hyperparameters and rule)
+comes from its spec in :mod:`adaptim.algorithms`; a subclass names its spec and its signature."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from torch import Tensor
 
 from adaptim import _fused, _guard, conventions
 from adaptim import _validation as V
-from adaptim._tensors import real_view, scalar_dtype
+from adaptim._tensors import real_view
+from adaptim.algorithms import Algorithm
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
@@ -29,8 +30,6 @@ CONSTRUCTOR_ONLY = {
 }
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
-# State keys (of any adaptim optimizer) that are sums or averages of squares: never negative.
-NONNEGATIVE_STATE = frozenset({"sum", "square_avg", "acc_delta", "exp_avg_sq", "max_exp_avg_sq"})
 
 
 def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
@@ -42,37 +41,16 @@ def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
 class AdaptimOptimizer(torch.optim.Optimizer):
     """Base class of every adaptim optimizer (a :class:`torch.optim.Optimizer`).
 
-    Keyword options every adaptim optimizer takes beyond torch's arguments:
-
-    - ``fused``: None (default) runs the fused C kernel for CPU float32/float64 groups (one pass
-      over memory; equal to the reference path to rounding) and the reference path elsewhere;
-      True asks for a fused step (C on CPU, Triton on CUDA; a warning where none can run);
-      False is the reference path (the functional rule per tensor: torch.optim's bits).
-    - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
-    - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
-    - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
-
-    Subclasses define:
-
-    - ``name``: the registry name of the algorithm;
-    - ``state_tensor_keys``: per-parameter state tensors shaped like the parameter;
-    - ``_validate_group(group)``: raise ValueError/TypeError for a bad hyperparameter;
-    - ``_required_state(group)``: the state keys a parameter with state must have;
-    - ``_init_state(param, state, group)``: fill a new parameter's state;
-    - ``_update(group, params, grads, states)``: apply the functional rule (real tensors);
-    - ``_torch_group_defaults``: values of adaptim-only group keys that reproduce torch.optim,
-      used when a checkpoint written by torch.optim lacks them.
+    A subclass sets ``algorithm``, its spec (:class:`adaptim.algorithms.Algorithm`: state,
+    validation, reference rule, kernel fields), and a constructor with torch's signature plus
+    adaptim's options (documented in each class, see :mod:`adaptim.optimizers._docs`).
     """
 
-    name: str = ""
-    # Squares of complex numbers are taken elementwise on the real view, as torch.optim does.
-    views_complex_as_real: bool = True
-    state_tensor_keys: tuple[str, ...] = ()
-    _torch_group_defaults: dict[str, object] = {}
+    algorithm: Algorithm
 
     def __init__(self, params, defaults: dict) -> None:
         self._validate_common(defaults)
-        self._validate_group(defaults)
+        self.algorithm.validate(defaults)
         super().__init__(params, defaults)
         # Steps that on_nonfinite="skip" refused; saved in state_dict under EXTRA_STATE_KEY.
         self.skipped_steps = 0
@@ -105,9 +83,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(f"Invalid state_dtype: {state_dtype!r} (a floating torch.dtype, "
                              "e.g. torch.bfloat16, or None for the parameter's dtype)")
 
-    def _validate_group(self, group: dict) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def add_param_group(self, param_group: dict) -> None:
         # Validate the merged group before torch stores it, so a bad group leaves nothing behind.
         if not isinstance(param_group, dict):
@@ -117,33 +92,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{key} cannot differ between parameter groups: {why}")
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._validate_common(merged)
-        self._validate_group(merged)
+        self.algorithm.validate(merged)
         super().add_param_group(param_group)
+        if self.algorithm.eager_state:
+            # torch.optim.Adagrad creates its state eagerly; so do we, so checkpoints match.
+            group = self.param_groups[-1]
+            for p in group["params"]:
+                if not self.state[p]:
+                    self._make_state(p, self.state[p], group)
 
     # ---------------------------------------------------------------- state
-    def _required_state(self, group: dict) -> set[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _init_state(self, param: Tensor, state: dict, group: dict) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _stateless(self, group: dict) -> bool:
-        """True when this group's rule keeps no per-parameter state (plain SGD)."""
-        return False
-
-    @staticmethod
-    def _new_step() -> Tensor:
-        return torch.tensor(0.0, dtype=scalar_dtype())
-
-    # ---------------------------------------------------------------- step
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor],
-                states: list[dict]) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def _make_state(self, param: Tensor, state: dict, group: dict) -> None:
-        """The optimizer's ``_init_state``, stored in the group's ``state_dtype`` from birth (so
-        no step has to look for state in another dtype)."""
-        self._init_state(param, state, group)
+        """The spec's ``init_state``, stored in the group's ``state_dtype`` from birth (so no
+        step has to look for state in another dtype)."""
+        self.algorithm.init_state(param, state, group)
         if group.get("state_dtype") is not None:
             _fused.cast_state(self, group, [state])
 
@@ -152,9 +114,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         tensors are viewed as real, as torch.optim does, so the update rules see real tensors."""
         params, grads, states = [], [], []
         # Loop invariants hoisted: this loop runs once per tensor per step (5,000-tensor models).
-        stateless = self._stateless(group)
+        stateless = self.algorithm.stateless(group)
         state_of = self.state
-        view = real_view if self.views_complex_as_real else None
+        view = real_view if self.algorithm.views_complex_as_real else None
         for p in group["params"]:
             grad = p.grad
             if grad is None:
@@ -175,11 +137,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             grads.append(grad)
             states.append(state)
         return params, grads, states
-
-    @staticmethod
-    def _state_list(states: list[dict], key: str) -> list[Tensor | None]:
-        """The real views of one state tensor across parameters (None where absent)."""
-        return [real_view(s.get(key)) for s in states]
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
@@ -208,7 +165,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
-                self._update(group, params, grads, states)
+                self.algorithm.reference_step(group, params, grads, states)
         return loss
 
     # ---------------------------------------------------------------- checkpoints
@@ -245,10 +202,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # that reproduce torch.optim; keys that do not change the math come from this group.
             for key, value in group.items():
                 if key != "params" and key not in saved:
-                    saved[key] = self._torch_group_defaults.get(key, value)
+                    saved[key] = self.algorithm.torch_group_defaults.get(key, value)
             try:
                 self._validate_common(saved)
-                self._validate_group(saved)
+                self.algorithm.validate(saved)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"parameter group {i} of the checkpoint is invalid: {err}") from err
             for pid, p in zip(saved["params"], group["params"]):
@@ -283,16 +240,16 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(f"state of parameter {pid!r} must be a dict")
         if not st:
             return
-        allowed = set(self.state_tensor_keys) | {"step"}
+        allowed = set(self.algorithm.state_keys) | {"step"}
         unknown = set(st) - allowed
         if unknown:
             raise ValueError(f"state of parameter {pid!r} has keys {sorted(unknown)} that "
                              f"{type(self).__name__} does not use (expected {sorted(allowed)})")
-        missing = self._required_state(group) - set(st)
+        required = self.algorithm.required_state(group)
+        missing = required - set(st)
         if missing:
             raise ValueError(f"state of parameter {pid!r} lacks {sorted(missing)} needed with "
                              "this group's options")
-        required = self._required_state(group)
         for key, value in st.items():
             if key == "step":
                 if not ((isinstance(value, (int, float)) and not isinstance(value, bool)) or
@@ -316,8 +273,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                         f"the parameter has shape {tuple(p.shape)}")
                 self._check_state_values(pid, p, key, value)
 
-    @staticmethod
-    def _check_state_values(pid, p: Tensor, key: str, value: Tensor) -> None:
+    def _check_state_values(self, pid, p: Tensor, key: str, value: Tensor) -> None:
         """A state tensor's dtype kind must match the parameter's (torch.optim would cast an
         integer tensor silently and drop a complex one's imaginary part); it must hold no NaN,
         and running sums/averages of squares must be >= 0, or the next step is garbage."""
@@ -330,7 +286,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                              f"but the parameter is {p.dtype}")
         local = value.to_local() if hasattr(value, "to_local") else value  # DTensor shard
         local = real_view(local)
-        if key in NONNEGATIVE_STATE:
+        if key in self.algorithm.nonnegative:
             if not bool((local >= 0).all()):
                 raise ValueError(f"state of parameter {pid!r}: {key!r} (a sum or average of "
                                  "squares) has negative or NaN entries")
@@ -346,5 +302,5 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                group.setdefault(key, self._torch_group_defaults.get(key, value))
+                group.setdefault(key, self.algorithm.torch_group_defaults.get(key, value))
 
