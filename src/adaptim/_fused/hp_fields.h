@@ -72,4 +72,6 @@ enum { /* adam */
     ADAM_BIAS_CORRECTION = 13,
     ADAM_HP_COUNT = 14
 };
+/* Every rule, for an X-macro: ADAPTIM_RULES(EXPORT) exports adaptim_<rule>. */
+#define ADAPTIM_RULES(F) F(sgd) F(adagrad) F(rmsprop) F(adadelta) F(adam)
 #endif

@@ -61,7 +61,9 @@ def generated_sources() -> dict[Path, str]:
         c_lines.append(f"    {spec.name.upper()}_HP_COUNT = {len(spec.hp_fields)}")
         c_lines.append("};")
         py_lines.append("")
-    c_lines.append("#endif")
+    rules = " ".join(f"F({name})" for name in ALGORITHMS)
+    c_lines += ["/* Every rule, for an X-macro: ADAPTIM_RULES(EXPORT) exports adaptim_<rule>. */",
+                f"#define ADAPTIM_RULES(F) {rules}", "#endif"]
     return {_FUSED / "hp_fields.h": "\n".join(c_lines) + "\n",
             _FUSED / "_hp_fields.py": "\n".join(py_lines).rstrip("\n") + "\n"}
 
