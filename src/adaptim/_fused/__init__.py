@@ -14,9 +14,9 @@ named hyperparameter fields (``hp``).
 CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one launch per group and
 step, where triton imports. Tensors no kernel takes (CUDA tensors without triton, non-contiguous
 tensors, dtypes other than float32/float64 on CPU, state dtypes other than the parameter's or
-bfloat16 for float32 parameters) go through the reference path: the functional rule itself
-(the algorithm spec's ``reference_step``), on parameter-precision copies of the state when the state is stored
-in another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
+bfloat16 for float32 parameters) go through the reference path: the algorithm spec's
+``reference_step``, on parameter-precision copies of the state when the state is stored in
+another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import operator
 import os
 from itertools import repeat

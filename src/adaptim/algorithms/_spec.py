@@ -14,7 +14,8 @@ from torch import Tensor
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["Algorithm", "COMMON_FIELDS", "check_flags", "common_fields", "number", "state_list"]
+__all__ = ["Algorithm", "COMMON_FIELDS", "check_flags", "common_fields", "filled", "number",
+           "state_list"]
 
 # The first hyperparameter fields of every rule (the gradient preparation all rules share):
 # g ← grad · grad_scale [+ weight_decay · θ]; grad_scale is negative when maximizing.
@@ -123,6 +124,15 @@ class Algorithm:
         denominator), in float32, from a parameter's state; None for a rule that does not
         scale coordinates (SGD) or a parameter without state."""
         return None
+
+
+def filled(param: Tensor, value: float) -> Tensor:
+    """A state tensor like ``param`` filled with ``value``; a complex one gets ``value`` in both
+    the real and the imaginary part (its squares are kept per real component), as torch does."""
+    out = torch.full_like(param, value, memory_format=torch.preserve_format)
+    if param.is_complex():
+        torch.view_as_real(out).fill_(value)
+    return out
 
 
 def state_list(states: list[dict], key: str) -> list[Tensor | None]:

@@ -15,12 +15,10 @@ Effective step size per coordinate: η_t / (√G + ε).
 
 from __future__ import annotations
 
-import torch
-
 from adaptim import _validation as V
 from adaptim._tensors import real_view
 from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, check_flags, common_fields,
-                                      number, state_list)
+                                      filled, number, state_list)
 from adaptim.functional.adagrad import adagrad
 
 __all__ = ["SPEC", "AdagradSpec", "decayed_lr"]
@@ -74,11 +72,7 @@ class AdagradSpec(Algorithm):
 
     def init_state(self, param, state, group):
         state["step"] = self.new_step()
-        value = group["initial_accumulator_value"]
-        state["sum"] = torch.full_like(param, value, memory_format=torch.preserve_format)
-        if param.is_complex():
-            # complex(v, v), as torch: both real and imaginary parts start at the value
-            torch.view_as_real(state["sum"]).fill_(value)
+        state["sum"] = filled(param, group["initial_accumulator_value"])
 
     def reference_step(self, group, params, grads, states):
         adagrad(params, grads, state_list(states, "sum"), [st["step"] for st in states],

@@ -6,11 +6,11 @@ Update rule, step t (1-based)::
     g ← ±∇f(θ) + λ θ                    decoupled_weight_decay=False (Adam + L2)
     m ← β₁ m + (1 − β₁) g                (state ``exp_avg``)
     v ← β₂ v + (1 − β₂) g²               (state ``exp_avg_sq``)
-    v_max ← max(v_max, v)                (state ``max_exp_avg_sq``, amsgrad only; v below means v_max)
+    v_max ← max(v_max, v)                (state ``max_exp_avg_sq``, amsgrad only; then v is v_max)
     b₁ = 1 − β₁ᵗ,  b₂ = 1 − β₂ᵗ          (both 1 when bias_correction=False)
-    θ ← θ − η (m/b₁) / (√(v/b₂) + ε)              default (PyTorch, optax, Algorithm 1 of the paper)
-    θ ← θ − η (m/b₁) / √(v/b₂ + ε)                eps_in_sqrt=True (optax's eps_root)
-    θ ← θ − η (√b₂ / b₁) · m / (√v + ε̂)           eps_hat=True (TF1, Keras: "epsilon hat", §2 of the paper)
+    θ ← θ − η (m/b₁) / (√(v/b₂) + ε)      default (PyTorch, optax, Algorithm 1 of the paper)
+    θ ← θ − η (m/b₁) / √(v/b₂ + ε)        eps_in_sqrt=True (optax's eps_root)
+    θ ← θ − η (√b₂ / b₁) · m / (√v + ε̂)   eps_hat=True (TF1, Keras: "epsilon hat", paper §2)
 
 With bias_correction=False and β₁ = 0 this is exactly RMSProp with α = β₂. Effective step size
 per coordinate (the factor applied to m̂ = m/b₁): η / (√(v/b₂) + ε), η / √(v/b₂ + ε) or

@@ -9,8 +9,8 @@ Update rule::
     r ← √s + ε          eps_in_sqrt=False  (PyTorch; the textbook *code*)
     r ← √(s + ε)        eps_in_sqrt=True   (TF1, Keras, optax; the textbook *equation*)
     without momentum:   θ ← θ − η g / r
-    with momentum μ:    b ← μ b + g / r ;      θ ← θ − η b     lr_in_momentum=False (PyTorch)
-                        b ← μ b + η g / r ;    θ ← θ − b       lr_in_momentum=True  (TF1, Keras, optax)
+    with momentum μ:    b ← μ b + g / r ;    θ ← θ − η b    lr_in_momentum=False (PyTorch)
+                        b ← μ b + η g / r ;  θ ← θ − b      lr_in_momentum=True (TF1, Keras, optax)
 
 The two momentum forms agree while η is constant and differ once a scheduler changes η.
 E[g²] starts at ``initial_accumulator_value`` (torch/Keras/optax 0, TF1 1.0). State: ``step``,
@@ -25,7 +25,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._tensors import real_view
 from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, check_flags, common_fields,
-                                      number, state_list)
+                                      filled, number, state_list)
 from adaptim.functional.rmsprop import rmsprop
 
 __all__ = ["SPEC", "RMSpropSpec"]
@@ -94,12 +94,7 @@ class RMSpropSpec(Algorithm):
     def init_state(self, param, state, group):
         # keys in torch.optim.RMSprop's order
         state["step"] = self.new_step()
-        value = group["initial_accumulator_value"]
-        state["square_avg"] = torch.full_like(param, value, memory_format=torch.preserve_format)
-        if param.is_complex():
-            # E[g²] is kept per real component (the real view), so both the real and the
-            # imaginary part start at the value; full_like alone gives complex(v, 0).
-            torch.view_as_real(state["square_avg"]).fill_(value)
+        state["square_avg"] = filled(param, group["initial_accumulator_value"])
         if number(group["momentum"]) > 0:
             state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
         if group["centered"]:

@@ -1,16 +1,5 @@
-r"""AdaDelta (Zeiler, 2012).
-
-Update rule::
-
-    g ← ±∇f(θ) + λ θ
-    E[g²]  ← ρ E[g²] + (1 − ρ) g²                        (state ``square_avg``)
-    Δ ← √(E[Δθ²] + ε) / √(E[g²] + ε) · g                  (unit-correcting ratio)
-    E[Δθ²] ← ρ E[Δθ²] + (1 − ρ) Δ²                       (state ``acc_delta``)
-    θ ← θ − η Δ
-
-Zeiler's algorithm has no learning rate (η = 1, torch's default); TF/Keras scale by η = 0.001.
-Every framework puts ε inside both square roots, as here.
-"""
+"""The reference rule of AdaDelta: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.adadelta`."""
 
 from __future__ import annotations
 

@@ -1,15 +1,5 @@
-r"""AdaGrad (Duchi, Hazan & Singer, 2011).
-
-Update rule, step t (1-based)::
-
-    g ← ±∇f(θ) + λ θ
-    η_t ← η / (1 + (t − 1) · lr_decay)
-    G ← G + g²                                   (state key ``sum``)
-    θ ← θ − η_t g / (√G + ε)        eps_in_sqrt=False  (PyTorch)
-    θ ← θ − η_t g / √(G + ε)        eps_in_sqrt=True   (Keras, optax)
-
-G starts at ``initial_accumulator_value`` (torch 0, TF1/Keras/optax 0.1).
-"""
+"""The reference rule of AdaGrad: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.adagrad`."""
 
 from __future__ import annotations
 

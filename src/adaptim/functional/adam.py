@@ -1,19 +1,5 @@
-r"""Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter, 2019).
-
-Update rule, step t (1-based)::
-
-    θ ← θ (1 − η λ)                     decoupled_weight_decay=True (AdamW)
-    g ← ±∇f(θ) + λ θ                    decoupled_weight_decay=False (Adam + L2)
-    m ← β₁ m + (1 − β₁) g                (state ``exp_avg``)
-    v ← β₂ v + (1 − β₂) g²               (state ``exp_avg_sq``)
-    v_max ← max(v_max, v)                (state ``max_exp_avg_sq``, amsgrad only; v below means v_max)
-    b₁ = 1 − β₁ᵗ,  b₂ = 1 − β₂ᵗ          (both 1 when bias_correction=False)
-    θ ← θ − η (m/b₁) / (√(v/b₂) + ε)              default (PyTorch, optax, Algorithm 1 of the paper)
-    θ ← θ − η (m/b₁) / √(v/b₂ + ε)                eps_in_sqrt=True (optax's eps_root)
-    θ ← θ − η (√b₂ / b₁) · m / (√v + ε̂)           eps_hat=True (TF1, Keras: "epsilon hat", §2 of the paper)
-
-With bias_correction=False and β₁ = 0 this is exactly RMSProp with α = β₂.
-"""
+"""The reference rule of Adam, AMSGrad and AdamW: the update, per tensor, with torch operations.
+The math, the state and the options are in :mod:`adaptim.algorithms.adam`."""
 
 from __future__ import annotations
 

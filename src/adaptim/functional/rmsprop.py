@@ -1,20 +1,5 @@
-r"""RMSProp (Tieleman & Hinton 2012; centered form: Graves 2013).
-
-Update rule::
-
-    g ← ±∇f(θ) + λ θ
-    E[g²] ← α E[g²] + (1 − α) g²                     (state ``square_avg``; α is "rho" elsewhere)
-    E[g]  ← α E[g]  + (1 − α) g                      (state ``grad_avg``, centered only)
-    s ← max(E[g²] − E[g]², 0)   if centered  else  E[g²]   (≥ 0 exactly; the max undoes rounding)
-    r ← √s + ε          eps_in_sqrt=False  (PyTorch; the textbook *code*)
-    r ← √(s + ε)        eps_in_sqrt=True   (TF1, Keras, optax; the textbook *equation*)
-    without momentum:   θ ← θ − η g / r
-    with momentum μ:    b ← μ b + g / r ;      θ ← θ − η b     lr_in_momentum=False (PyTorch)
-                        b ← μ b + η g / r ;    θ ← θ − b       lr_in_momentum=True  (TF1, Keras, optax)
-
-The two momentum forms agree while η is constant and differ once a scheduler changes η.
-E[g²] starts at ``initial_accumulator_value`` (torch/Keras/optax 0, TF1 1.0).
-"""
+"""The reference rule of RMSProp: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.rmsprop`."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-r"""Gradient descent, heavy-ball momentum and Nesterov momentum.
-
-Update rule (PyTorch convention, Sutskever et al. 2013 in the form torch.optim.SGD uses)::
-
-    g ← ∇f(θ) + λ θ                      (λ = weight_decay, L2 added to the gradient)
-    v ← g                                 on the first step with momentum
-    v ← μ v + (1 − τ) g                   afterwards (μ = momentum, τ = dampening)
-    d ← g + μ v   if nesterov else  v     (d = g when μ = 0)
-    θ ← θ − η d
-
-Plain gradient descent is μ = 0; "Momentum" is μ = 0.9; Nesterov accelerated gradient is the
-look-ahead form with nesterov=True.
-"""
+"""The reference rule of Gradient descent, heavy-ball momentum and Nesterov momentum: the update,
+per tensor, with torch operations. The math, the state and the options are in
+:mod:`adaptim.algorithms.sgd`."""
 
 from __future__ import annotations
 
