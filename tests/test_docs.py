@@ -11,7 +11,7 @@ import torch
 
 import adaptim
 
-MODULES = ["adaptim.optimizers.sgd", "adaptim.optimizers.adagrad", "adaptim.optimizers.rmsprop",
+MODULES = ["adaptim", "adaptim.optimizers.sgd", "adaptim.optimizers.adagrad", "adaptim.optimizers.rmsprop",
            "adaptim.optimizers.adadelta", "adaptim.optimizers.adam", "adaptim.algorithms",
            "adaptim.functional.sgd"]
 CLASSES = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"]
