@@ -25,6 +25,7 @@ class Adadelta(AdaptimOptimizer):
     """
 
     name = "adadelta"
+    _sparse_refusal = "Adadelta does not support sparse gradients"
     state_tensor_keys = ("square_avg", "acc_delta")
     _torch_group_defaults = dict(convention="torch")
 
@@ -56,6 +57,7 @@ class Adadelta(AdaptimOptimizer):
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
         adadelta(params, grads, s(states, "square_avg"), s(states, "acc_delta"),
-                 [st["step"] for st in states], lr=V.to_float(group["lr"]),
-                 rho=V.to_float(group["rho"]), eps=V.to_float(group["eps"]),
-                 weight_decay=V.to_float(group["weight_decay"]), maximize=group["maximize"])
+                 [st["step"] for st in states], lr=self._hyper(group, group["lr"]),
+                 rho=V.to_float(group["rho"]), eps=self._hyper(group, group["eps"]),
+                 weight_decay=self._hyper(group, group["weight_decay"]),
+                 maximize=group["maximize"], differentiable=group["differentiable"])

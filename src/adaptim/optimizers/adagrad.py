@@ -27,6 +27,7 @@ class Adagrad(AdaptimOptimizer):
     """
 
     name = "adagrad"
+    supports_sparse_grads = True
     state_tensor_keys = ("sum",)
     _torch_group_defaults = dict(eps_in_sqrt=False, convention="torch")
 
@@ -72,7 +73,8 @@ class Adagrad(AdaptimOptimizer):
             torch.view_as_real(state["sum"]).fill_(group["initial_accumulator_value"])
 
     def _update(self, group, params, grads, states) -> None:
+        h = lambda key: self._hyper(group, group[key])
         adagrad(params, grads, self._state_list(states, "sum"), [st["step"] for st in states],
-                lr=V.to_float(group["lr"]), lr_decay=V.to_float(group["lr_decay"]),
-                weight_decay=V.to_float(group["weight_decay"]), eps=V.to_float(group["eps"]),
-                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"])
+                lr=h("lr"), lr_decay=V.to_float(group["lr_decay"]),
+                weight_decay=h("weight_decay"), eps=h("eps"), maximize=group["maximize"],
+                eps_in_sqrt=group["eps_in_sqrt"], differentiable=group["differentiable"])

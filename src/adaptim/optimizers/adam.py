@@ -33,6 +33,7 @@ class Adam(AdaptimOptimizer):
     """
 
     name = "adam"
+    _sparse_refusal = "Adam does not support sparse gradients, please consider SparseAdam instead"
     state_tensor_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _torch_group_defaults = dict(eps_in_sqrt=False, eps_hat=False, bias_correction=True,
                                  convention="torch")
@@ -59,12 +60,26 @@ class Adam(AdaptimOptimizer):
         super().__init__(params, defaults)
 
     def _validate_group(self, group: dict) -> None:
+        # torch.optim.Adam's checks, in its order: Tensor hyperparameters with foreach=True
+        # (its foreach kernels take numbers unless capturable), then ranges, then the betas'
+        # types. adaptim has no foreach path, but matches torch so code moves both ways.
+        foreach = group.get("foreach") and not group.get("capturable")
+        if foreach and isinstance(group["lr"], torch.Tensor):
+            raise V.tensor_with_foreach("lr")
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        V.check_unit_open("beta1 (betas[0])", betas[0])
-        V.check_unit_open("beta2 (betas[1])", betas[1])
         V.check_finite_nonneg("eps", group["eps"])
+        V.check_unit_open("betas[0]", betas[0])
+        V.check_unit_open("betas[1]", betas[1])
+        is_tensor = [isinstance(b, torch.Tensor) for b in betas]
+        if is_tensor[0] != is_tensor[1]:
+            # torch also refuses two ints (0, 0.99 is fine; (0, 1) is out of range anyway):
+            # adaptim takes any two real numbers.
+            raise ValueError("betas must be either both floats or both Tensors")
+        for i, t in enumerate(is_tensor):
+            if t and foreach:
+                raise V.tensor_with_foreach(f"betas[{i}]")
         for flag in ("amsgrad", "decoupled_weight_decay", "eps_in_sqrt", "eps_hat",
                      "bias_correction"):
             V.check_bool(flag, group[flag])
@@ -86,11 +101,12 @@ class Adam(AdaptimOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
+        h = lambda value: self._hyper(group, value)
         beta1, beta2 = group["betas"]
         adam(params, grads, s(states, "exp_avg"), s(states, "exp_avg_sq"),
              s(states, "max_exp_avg_sq"), [st["step"] for st in states],
-             lr=V.to_float(group["lr"]), beta1=V.to_float(beta1), beta2=V.to_float(beta2),
-             eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
+             lr=h(group["lr"]), beta1=h(beta1), beta2=h(beta2), eps=h(group["eps"]),
+             weight_decay=h(group["weight_decay"]), differentiable=group["differentiable"],
              amsgrad=group["amsgrad"], maximize=group["maximize"],
              decoupled_weight_decay=group["decoupled_weight_decay"],
              eps_in_sqrt=group["eps_in_sqrt"], eps_hat=group["eps_hat"],

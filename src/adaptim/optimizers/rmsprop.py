@@ -35,6 +35,7 @@ class RMSprop(AdaptimOptimizer):
     """
 
     name = "rmsprop"
+    _sparse_refusal = "RMSprop does not support sparse gradients"
     state_tensor_keys = ("square_avg", "momentum_buffer", "grad_avg")
     _torch_group_defaults = dict(eps_in_sqrt=False, initial_accumulator_value=0.0,
                                  lr_in_momentum=False, convention="torch")
@@ -88,10 +89,11 @@ class RMSprop(AdaptimOptimizer):
 
     def _update(self, group, params, grads, states) -> None:
         s = self._state_list
+        h = lambda key: self._hyper(group, group[key])
         rmsprop(params, grads, s(states, "square_avg"), s(states, "grad_avg"),
                 s(states, "momentum_buffer"), [st["step"] for st in states],
-                lr=V.to_float(group["lr"]), alpha=V.to_float(group["alpha"]),
-                eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
+                lr=h("lr"), alpha=V.to_float(group["alpha"]), eps=h("eps"),
+                weight_decay=h("weight_decay"), differentiable=group["differentiable"],
                 momentum=V.to_float(group["momentum"]), centered=group["centered"],
                 maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
                 lr_in_momentum=group["lr_in_momentum"])

@@ -26,6 +26,7 @@ class SGD(AdaptimOptimizer):
     """
 
     name = "sgd"
+    supports_sparse_grads = True
     state_tensor_keys = ("momentum_buffer",)
     views_complex_as_real = False  # no squares: complex tensors update as they are, as in torch
 
@@ -62,10 +63,10 @@ class SGD(AdaptimOptimizer):
     def _update(self, group, params, grads, states) -> None:
         momentum = V.to_float(group["momentum"])
         bufs = [s.get("momentum_buffer") for s in states]
-        sgd(params, grads, bufs, lr=V.to_float(group["lr"]), momentum=momentum,
-            dampening=V.to_float(group["dampening"]),
-            weight_decay=V.to_float(group["weight_decay"]), nesterov=group["nesterov"],
-            maximize=group["maximize"])
+        h = lambda key: self._hyper(group, group[key])
+        sgd(params, grads, bufs, lr=h("lr"), momentum=momentum,
+            dampening=V.to_float(group["dampening"]), weight_decay=h("weight_decay"),
+            nesterov=group["nesterov"], maximize=group["maximize"])
         if momentum != 0:
             for state, buf in zip(states, bufs):
                 state["momentum_buffer"] = buf
