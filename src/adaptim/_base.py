@@ -43,6 +43,17 @@ FUSED_DEVICES = ("cpu", "cuda")
 NONNEGATIVE_STATE = frozenset({"sum", "square_avg", "acc_delta", "exp_avg_sq", "max_exp_avg_sq"})
 
 
+def _check_fused_params(params) -> None:
+    """torch.optim's refusal of fused=True for parameters no fused kernel takes, with its
+    wording; adaptim checks when the group is added (torch.optim: at the first step). Complex
+    parameters pass: they take the kernel as their real view, or the reference path."""
+    for p in params:
+        if not (p.device.type in FUSED_DEVICES and (p.is_floating_point() or p.is_complex())):
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {list(FUSED_DEVICES)} but {p.dtype} and {p.device.type}")
+
+
 _sparse_fused_warned = False
 
 
@@ -158,6 +169,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         self._validate_common(merged)
         self._validate_group(merged)
         super().add_param_group(param_group)
+        if merged.get("fused"):
+            try:
+                _check_fused_params(self.param_groups[-1]["params"])
+            except RuntimeError:
+                self.param_groups.pop()
+                raise
 
     # ---------------------------------------------------------------- state
     def _required_state(self, group: dict) -> set[str]:  # pragma: no cover - overridden
@@ -182,14 +199,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _make_state(self, param: Tensor, state: dict, group: dict) -> None:
         """The optimizer's ``_init_state``, stored in the group's ``state_dtype`` from birth (so
         no step has to look for state in another dtype)."""
-        if group.get("fused") and not (param.device.type in FUSED_DEVICES and (
-                param.is_floating_point() or param.is_complex())):
-            # torch.optim's check and wording. Complex parameters are allowed: they take the
-            # kernel as their real view or, where none suits, the reference path.
-            raise RuntimeError(
-                "`fused=True` requires all the params to be floating point Tensors of "
-                f"supported devices: {list(FUSED_DEVICES)} but {param.dtype} and "
-                f"{param.device.type}")
         self._init_state(param, state, group)
         if group.get("state_dtype") is not None:
             _fused.cast_state(self, group, [state])
