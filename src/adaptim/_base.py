@@ -84,6 +84,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
     - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
     - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
+    - ``differentiable``: as torch.optim, step() records the update in the autograd graph
+      (reference path; gradients flow to the parameters' history, gradients, state and a
+      tensor lr). ``capturable=True`` is refused (CUDA graphs: use torch.optim).
+
+    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) say how a
+    step runs; ``load_state_dict`` keeps this optimizer's values for them.
 
     Subclasses define:
 
