@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -13,7 +14,7 @@ from torch import Tensor
 
 from adaptim import _fused, _guard, conventions
 from adaptim import _validation as V
-from adaptim._tensors import real_view
+from adaptim._tensors import real_view, scalar_dtype
 from adaptim.algorithms import Algorithm
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
@@ -30,6 +31,38 @@ CONSTRUCTOR_ONLY = {
 }
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
+# The same counter, also written into every saved parameter group: torch.distributed.checkpoint
+# (get_/set_optimizer_state_dict) keeps only "state" and "param_groups" of a state_dict.
+GROUP_SKIPPED_KEY = "adaptim_skipped_steps"
+# Execution options: choices of *how* a step runs, not *what* it computes. The optimizer's own
+# value (constructor or add_param_group) always wins over a loaded checkpoint's, so loading a
+# torch.optim checkpoint (fused=None, foreach=None) never changes the path the user chose.
+EXECUTION_OPTIONS = ("fused", "foreach", "differentiable", "capturable")
+# Devices some adaptim kernel serves for fused=True (C on CPU, Triton on CUDA).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _check_fused_params(params) -> None:
+    """torch.optim's refusal of fused=True for parameters no fused kernel takes, with its
+    wording; adaptim checks when the group is added (torch.optim: at the first step). Complex
+    parameters pass: they take the kernel as their real view, or the reference path."""
+    for p in params:
+        if not (p.device.type in FUSED_DEVICES and (p.is_floating_point() or p.is_complex())):
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {list(FUSED_DEVICES)} but {p.dtype} and {p.device.type}")
+
+
+_sparse_fused_warned = False
+
+
+def _warn_sparse_fused(name: str) -> None:
+    global _sparse_fused_warned
+    if not _sparse_fused_warned:
+        _sparse_fused_warned = True
+        warnings.warn(f"adaptim.{name}(fused=True): no fused kernel takes sparse gradients; "
+                      "groups with sparse gradients take the reference path (torch.optim's "
+                      "semantics)", RuntimeWarning, stacklevel=4)
 
 
 def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
@@ -44,6 +77,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     A subclass sets ``algorithm``, its spec (:class:`adaptim.algorithms.Algorithm`: state,
     validation, reference rule, kernel fields), and a constructor with torch's signature plus
     adaptim's options (documented in each class, see :mod:`adaptim.optimizers._docs`).
+
+    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) say how a
+    step runs; ``load_state_dict`` keeps this optimizer's values for them.
     """
 
     algorithm: Algorithm
@@ -66,10 +102,23 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
         for flag in ("differentiable", "capturable"):
-            if group.get(flag):
-                name = type(self).__name__
-                raise ValueError(f"{flag}=True is not supported by adaptim.{name}; use "
-                                 f"torch.optim.{name} for {flag} steps")
+            if flag in group:
+                V.check_bool(flag, group[flag])
+        if group.get("capturable"):
+            # Steps read the step count and bias corrections on the host, which a CUDA graph
+            # cannot capture; torch.optim's CPU steps refuse capturable=True too.
+            name = type(self).__name__
+            raise ValueError(f"capturable=True is not supported by adaptim.{name} (on any "
+                             f"device); use torch.optim.{name}(..., capturable=True) for "
+                             "CUDA-graph capture")
+        if group.get("fused"):  # torch.optim's errors, same type and wording
+            if group.get("differentiable"):
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if group.get("foreach"):
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        if group.get("differentiable") and group.get("state_dtype") is not None:
+            raise ValueError("differentiable=True runs the reference path, which keeps state in "
+                             "the parameter's dtype; state_dtype must be None")
         if group.get("max_grad_norm") is not None:
             V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
         conventions.check(group.get("convention", "torch"))  # a param group's or a checkpoint's
@@ -94,6 +143,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         self._validate_common(merged)
         self.algorithm.validate(merged)
         super().add_param_group(param_group)
+        if merged.get("fused"):
+            try:
+                _check_fused_params(self.param_groups[-1]["params"])
+            except RuntimeError:
+                self.param_groups.pop()
+                raise
         if self.algorithm.eager_state:
             # torch.optim.Adagrad creates its state eagerly; so do we, so checkpoints match.
             group = self.param_groups[-1]
@@ -115,20 +170,22 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         params, grads, states = [], [], []
         # Loop invariants hoisted: this loop runs once per tensor per step (5,000-tensor models).
         stateless = self.algorithm.stateless(group)
+        differentiable = group.get("differentiable", False)
         state_of = self.state
         view = real_view if self.algorithm.views_complex_as_real else None
         for p in group["params"]:
             grad = p.grad
             if grad is None:
                 continue
-            if grad.is_sparse:
-                raise RuntimeError(
-                    f"adaptim.{type(self).__name__} does not support sparse gradients; use "
-                    "torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
+            if grad.is_sparse and self.algorithm.sparse_refusal is not None:
+                raise RuntimeError(self.algorithm.sparse_refusal)
             if not stateless or p in state_of:
                 state = state_of[p]
                 if not state:
                     self._make_state(p, state, group)
+                if differentiable and "step" in state and state["step"].requires_grad:
+                    raise RuntimeError(
+                        "`requires_grad` is not supported for `step` in differentiable mode")
             else:
                 state = {}  # nothing to keep: no empty entry in state_dict, as torch.optim
             if view is not None and p.is_complex():
@@ -138,9 +195,15 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             states.append(state)
         return params, grads, states
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        """Perform one optimization step. ``closure`` re-evaluates the model and returns the loss."""
+        """Perform one optimization step. ``closure`` re-evaluates the model and returns the loss.
+
+        Runs under ``torch.no_grad()``, or with autograd recording when the optimizer was built
+        with ``differentiable=True`` (as torch.optim: the update then is part of the graph)."""
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            return self._step(closure)
+
+    def _step(self, closure):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -158,7 +221,14 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
             # implemented by the fused module's paths.
             fused = group.get("fused")
-            if fused is None:
+            if any(g.is_sparse for g in grads):
+                # Sparse gradients (SGD, Adagrad) take the reference path: no kernel reads them.
+                if fused:
+                    _warn_sparse_fused(type(self).__name__)
+                fused = False
+            elif group.get("differentiable"):
+                fused = False
+            elif fused is None:
                 fused = _fused.kernel_suits(params)
             if fused or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
@@ -171,9 +241,14 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """torch.optim's state_dict plus ``{"adaptim": {"skipped_steps": n}}``, a top-level key
-        that torch.optim's ``load_state_dict`` ignores (checkpoints stay loadable into torch)."""
+        that torch.optim's ``load_state_dict`` ignores (checkpoints stay loadable into torch).
+        Every saved parameter group also carries ``adaptim_skipped_steps: n``, the copy that
+        survives torch.distributed.checkpoint, which keeps only "state" and "param_groups"."""
         state_dict = super().state_dict()
-        state_dict[EXTRA_STATE_KEY] = {"skipped_steps": int(self.skipped_steps)}
+        skipped = int(self.skipped_steps)
+        state_dict[EXTRA_STATE_KEY] = {"skipped_steps": skipped}
+        for group in state_dict["param_groups"]:
+            group[GROUP_SKIPPED_KEY] = skipped
         return state_dict
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -182,6 +257,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         Unlike torch.optim, the checkpoint is checked first — group count and sizes, every
         hyperparameter, every state key and every state tensor's shape — and on any mismatch a
         ValueError is raised with the optimizer left exactly as it was.
+
+        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) keep this
+        optimizer's values: a checkpoint says what to compute, the constructor how to run it.
+        A numeric ``step`` (older torch checkpoints) becomes a tensor, as torch.optim does.
         """
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
             raise ValueError("not an optimizer state_dict: expected a dict with 'state' and "
@@ -192,6 +271,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"checkpoint has {len(saved_groups) if isinstance(saved_groups, list) else '?'} "
                 f"parameter groups, this optimizer has {len(self.param_groups)}")
+        skipped = self._saved_skipped_steps(state_dict)
         id_to_param = {}
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
@@ -203,6 +283,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             for key, value in group.items():
                 if key != "params" and key not in saved:
                     saved[key] = self.algorithm.torch_group_defaults.get(key, value)
+            for key in EXECUTION_OPTIONS:
+                if key in group:
+                    saved[key] = group[key]
             try:
                 self._validate_common(saved)
                 self.algorithm.validate(saved)
@@ -218,7 +301,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no group")
             p, saved_group = id_to_param[pid]
             self._check_param_state(pid, p, st, saved_group)
-        skipped = self._saved_skipped_steps(state_dict)
         super().load_state_dict(state_dict)
         self.skipped_steps = skipped
         # torch casts floating state to the parameter's dtype; restore a group's state_dtype
@@ -227,12 +309,21 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _saved_skipped_steps(state_dict: dict) -> int:
-        # A torch.optim checkpoint has no such key: torch never skips a step.
-        extra = state_dict.get(EXTRA_STATE_KEY, {})
+        """The checkpoint's skip counter, taken out of its parameter groups (the group copy is
+        read when the top-level key is absent, as after torch.distributed.checkpoint). A
+        torch.optim checkpoint has neither: torch never skips a step."""
+        group_counts = [g.pop(GROUP_SKIPPED_KEY) for g in state_dict["param_groups"]
+                        if isinstance(g, dict) and GROUP_SKIPPED_KEY in g]
+        extra = state_dict.get(EXTRA_STATE_KEY)
+        if extra is None:
+            extra = {"skipped_steps": group_counts[0] if group_counts else 0}
         skipped = extra.get("skipped_steps", 0) if isinstance(extra, dict) else None
         if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
             raise ValueError(f"checkpoint {EXTRA_STATE_KEY!r} entry must be a dict with an "
                              f"integer 'skipped_steps' >= 0, got {extra!r}")
+        if any(count != skipped or type(count) is not int for count in group_counts):
+            raise ValueError(f"checkpoint parameter groups' {GROUP_SKIPPED_KEY!r} must all "
+                             f"equal the skipped_steps count {skipped}, got {group_counts!r}")
         return skipped
 
     def _check_param_state(self, pid, p: Tensor, st: dict, group: dict) -> None:
@@ -303,4 +394,11 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, self.algorithm.torch_group_defaults.get(key, value))
+        # torch.optim's load_state_dict ends here too. A numeric step (older torch checkpoints)
+        # becomes a tensor, as each torch.optim class's __setstate__ does, so every path can
+        # count in place.
+        for param_state in self.state.values():
+            step = param_state.get("step") if isinstance(param_state, dict) else None
+            if step is not None and not isinstance(step, Tensor):
+                param_state["step"] = torch.tensor(float(step), dtype=scalar_dtype())
 

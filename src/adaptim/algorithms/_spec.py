@@ -14,8 +14,8 @@ from torch import Tensor
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["Algorithm", "COMMON_FIELDS", "check_flags", "common_fields", "filled", "number",
-           "state_list"]
+__all__ = ["Algorithm", "COMMON_FIELDS", "check_flags", "common_fields", "filled", "hyper",
+           "number", "state_list"]
 
 # The first hyperparameter fields of every rule (the gradient preparation all rules share):
 # g ← grad · grad_scale [+ weight_decay · θ]; grad_scale is negative when maximizing.
@@ -25,6 +25,15 @@ COMMON_FIELDS = ("grad_scale", "weight_decay", "has_weight_decay")
 def number(value) -> float:
     """A Python float from a number or a 1-element tensor (a tensor lr, as torch allows)."""
     return float(value.item()) if isinstance(value, Tensor) else float(value)
+
+
+def hyper(group: dict, value):
+    """A hyperparameter as the reference rule takes it: a float; in differentiable mode the value
+    as given, so a tensor lr (or betas) stays in the autograd graph, as in torch.optim."""
+    if not group.get("differentiable"):
+        return number(value)
+    # torch.optim's _to_scalar: a 1-element tensor of any shape becomes 0-dimensional
+    return value.squeeze() if isinstance(value, Tensor) and value.dim() else value
 
 
 def common_fields(group: dict, grad_scale: float) -> dict[str, float]:
@@ -56,6 +65,9 @@ class Algorithm:
     grad_initialised_state: str | None = None
     #: whether state is made for every parameter when it joins (torch.optim.Adagrad does)
     eager_state: bool = False
+    #: torch.optim's RuntimeError message for a sparse gradient; None: sparse gradients are
+    #: taken (by the reference rule, as torch.optim's SGD and Adagrad take them)
+    sparse_refusal: str | None = "this optimizer does not support sparse gradients"
     #: whether complex tensors are updated as real views (squares are taken elementwise on the
     #: real view, as torch.optim does)
     views_complex_as_real: bool = True

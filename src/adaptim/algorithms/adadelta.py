@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from adaptim import _validation as V
 from adaptim._tensors import real_view
-from adaptim.algorithms._spec import COMMON_FIELDS, Algorithm, common_fields, number, state_list
+from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, common_fields, hyper, number,
+                                      state_list)
 from adaptim.functional.adadelta import adadelta
 
 __all__ = ["SPEC", "AdadeltaSpec"]
@@ -27,6 +28,7 @@ class AdadeltaSpec(Algorithm):
     name = "adadelta"
     state_keys = ("square_avg", "acc_delta")
     nonnegative = frozenset({"square_avg", "acc_delta"})
+    sparse_refusal = "Adadelta does not support sparse gradients"
     hp_fields = COMMON_FIELDS + ("rho", "one_minus_rho", "eps", "neg_lr")
     arg_docs = {
         "lr": "learning rate η scaling Δ (Zeiler's algorithm has none: η = 1)",
@@ -55,9 +57,10 @@ class AdadeltaSpec(Algorithm):
 
     def reference_step(self, group, params, grads, states):
         adadelta(params, grads, state_list(states, "square_avg"), state_list(states, "acc_delta"),
-                 [st["step"] for st in states], lr=number(group["lr"]), rho=number(group["rho"]),
-                 eps=number(group["eps"]), weight_decay=number(group["weight_decay"]),
-                 maximize=group["maximize"])
+                 [st["step"] for st in states], lr=hyper(group, group["lr"]),
+                 rho=number(group["rho"]), eps=hyper(group, group["eps"]),
+                 weight_decay=hyper(group, group["weight_decay"]), maximize=group["maximize"],
+                 differentiable=group["differentiable"])
 
     def effective_step(self, state, group):
         if "acc_delta" not in state:

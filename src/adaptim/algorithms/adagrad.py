@@ -11,6 +11,10 @@ Update rule, step t (1-based)::
 G starts at ``initial_accumulator_value`` (torch 0, TF1/Keras/optax 0.1). State: ``step``,
 ``sum``, made for every parameter when the optimizer is built, as torch.optim.Adagrad does.
 Effective step size per coordinate: η_t / (√G + ε).
+
+Sparse gradients update only the rows they touch, as torch.optim.Adagrad (no weight decay).
+``differentiable=True`` builds the update from ops autograd can differentiate (torch's
+differentiable mode).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 from adaptim import _validation as V
 from adaptim._tensors import real_view
 from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, check_flags, common_fields,
-                                      filled, number, state_list)
+                                      filled, hyper, number, state_list)
 from adaptim.functional.adagrad import adagrad
 
 __all__ = ["SPEC", "AdagradSpec", "decayed_lr"]
@@ -35,6 +39,7 @@ class AdagradSpec(Algorithm):
     nonnegative = frozenset({"sum"})
     hp_fields = COMMON_FIELDS + ("lr", "lr_decay", "eps", "eps_in_sqrt")
     eager_state = True
+    sparse_refusal = None
     arg_docs = {
         "lr_decay": "decay of the learning rate: η_t = η / (1 + (t − 1) lr_decay)",
         "initial_accumulator_value": "where the sum of squares G starts",
@@ -75,10 +80,11 @@ class AdagradSpec(Algorithm):
         state["sum"] = filled(param, group["initial_accumulator_value"])
 
     def reference_step(self, group, params, grads, states):
+        h = lambda key: hyper(group, group[key])  # noqa: E731
         adagrad(params, grads, state_list(states, "sum"), [st["step"] for st in states],
-                lr=number(group["lr"]), lr_decay=number(group["lr_decay"]),
-                weight_decay=number(group["weight_decay"]), eps=number(group["eps"]),
-                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"])
+                lr=h("lr"), lr_decay=number(group["lr_decay"]), weight_decay=h("weight_decay"),
+                eps=h("eps"), maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
+                differentiable=group["differentiable"])
 
     def effective_step(self, state, group):
         if "sum" not in state:

@@ -15,6 +15,10 @@ Update rule, step t (1-based)::
 With bias_correction=False and β₁ = 0 this is exactly RMSProp with α = β₂. Effective step size
 per coordinate (the factor applied to m̂ = m/b₁): η / (√(v/b₂) + ε), η / √(v/b₂ + ε) or
 η √b₂ / (√v + ε̂).
+
+``differentiable=True`` follows torch.optim's differentiable mode op for op (its bits): the bias
+corrections are tensors computed from the step tensor, ``lr`` and ``betas`` may be tensors that
+require grad, and no tensor that backward needs is modified in place.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from adaptim import _validation as V
 from adaptim._tensors import real_view
 from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, check_flags, common_fields,
-                                      number, state_list)
+                                      hyper, number, state_list)
 from adaptim.functional.adam import adam
 
 __all__ = ["SPEC", "AdamSpec", "bias_corrections", "eps_form"]
@@ -51,6 +56,7 @@ class AdamSpec(Algorithm):
     name = "adam"
     state_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     nonnegative = frozenset({"exp_avg_sq", "max_exp_avg_sq"})
+    sparse_refusal = "Adam does not support sparse gradients, please consider SparseAdam instead"
     hp_fields = COMMON_FIELDS + ("decoupled", "decay_factor", "one_minus_beta1", "beta2",
                                  "one_minus_beta2", "amsgrad", "eps_form", "eps", "lr", "beta1",
                                  "bias_correction")
@@ -78,12 +84,26 @@ class AdamSpec(Algorithm):
     }
 
     def validate(self, group):
+        # torch.optim.Adam's checks, in its order: Tensor hyperparameters with foreach=True
+        # (its foreach kernels take numbers unless capturable), then ranges, then the betas'
+        # types. adaptim matches torch so code moves both ways.
+        foreach = group.get("foreach") and not group.get("capturable")
+        if foreach and isinstance(group["lr"], torch.Tensor):
+            raise V.tensor_with_foreach("lr")
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        V.check_unit_open("beta1 (betas[0])", betas[0])
-        V.check_unit_open("beta2 (betas[1])", betas[1])
         V.check_finite_nonneg("eps", group["eps"])
+        V.check_unit_open("betas[0]", betas[0])
+        V.check_unit_open("betas[1]", betas[1])
+        is_tensor = [isinstance(b, torch.Tensor) for b in betas]
+        if is_tensor[0] != is_tensor[1]:
+            # torch also refuses two ints (0, 0.99 is fine; (0, 1) is out of range anyway):
+            # adaptim takes any two real numbers.
+            raise ValueError("betas must be either both floats or both Tensors")
+        for i, t in enumerate(is_tensor):
+            if t and foreach:
+                raise V.tensor_with_foreach(f"betas[{i}]")
         check_flags(group, "amsgrad", "decoupled_weight_decay", "eps_in_sqrt", "eps_hat",
                     "bias_correction")
         if group["eps_in_sqrt"] and group["eps_hat"]:
@@ -125,10 +145,11 @@ class AdamSpec(Algorithm):
 
     def reference_step(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
+        h = lambda value: hyper(group, value)  # noqa: E731
         adam(params, grads, state_list(states, "exp_avg"), state_list(states, "exp_avg_sq"),
              state_list(states, "max_exp_avg_sq"), [st["step"] for st in states],
-             lr=number(group["lr"]), beta1=number(beta1), beta2=number(beta2),
-             eps=number(group["eps"]), weight_decay=number(group["weight_decay"]),
+             lr=h(group["lr"]), beta1=h(beta1), beta2=h(beta2), eps=h(group["eps"]),
+             weight_decay=h(group["weight_decay"]), differentiable=group["differentiable"],
              amsgrad=group["amsgrad"], maximize=group["maximize"],
              decoupled_weight_decay=group["decoupled_weight_decay"],
              eps_in_sqrt=group["eps_in_sqrt"], eps_hat=group["eps_hat"],

@@ -25,7 +25,7 @@ import torch
 from adaptim import _validation as V
 from adaptim._tensors import real_view
 from adaptim.algorithms._spec import (COMMON_FIELDS, Algorithm, check_flags, common_fields,
-                                      filled, number, state_list)
+                                      filled, hyper, number, state_list)
 from adaptim.functional.rmsprop import rmsprop
 
 __all__ = ["SPEC", "RMSpropSpec"]
@@ -35,6 +35,7 @@ class RMSpropSpec(Algorithm):
     name = "rmsprop"
     state_keys = ("square_avg", "grad_avg", "momentum_buffer")
     nonnegative = frozenset({"square_avg"})
+    sparse_refusal = "RMSprop does not support sparse gradients"
     hp_fields = COMMON_FIELDS + ("alpha", "one_minus_alpha", "eps", "eps_in_sqrt", "centered",
                                  "momentum", "has_momentum", "lr_in_momentum", "lr", "neg_lr")
     arg_docs = {
@@ -103,10 +104,11 @@ class RMSpropSpec(Algorithm):
     def reference_step(self, group, params, grads, states):
         rmsprop(params, grads, state_list(states, "square_avg"), state_list(states, "grad_avg"),
                 state_list(states, "momentum_buffer"), [st["step"] for st in states],
-                lr=number(group["lr"]), alpha=number(group["alpha"]), eps=number(group["eps"]),
-                weight_decay=number(group["weight_decay"]), momentum=number(group["momentum"]),
-                centered=group["centered"], maximize=group["maximize"],
-                eps_in_sqrt=group["eps_in_sqrt"], lr_in_momentum=group["lr_in_momentum"])
+                lr=hyper(group, group["lr"]), alpha=number(group["alpha"]),
+                eps=hyper(group, group["eps"]), weight_decay=hyper(group, group["weight_decay"]),
+                momentum=number(group["momentum"]), centered=group["centered"],
+                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
+                lr_in_momentum=group["lr_in_momentum"], differentiable=group["differentiable"])
 
     def effective_step(self, state, group):
         if "square_avg" not in state:

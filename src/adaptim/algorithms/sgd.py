@@ -11,6 +11,10 @@ Update rule (PyTorch convention, Sutskever et al. 2013 in the form torch.optim.S
 Plain gradient descent is μ = 0; "Momentum" is μ = 0.9; Nesterov accelerated gradient is the
 look-ahead form with nesterov=True. State: ``momentum_buffer`` (v), made from the first
 gradient; none without momentum.
+
+Sparse gradients (``nn.Embedding(sparse=True)``) follow the same ops, as in torch.optim.SGD: the
+first momentum buffer is the sparse gradient itself. A tensor ``lr`` or ``weight_decay`` that
+requires grad enters the graph as in torch.optim's differentiable mode.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import math
 import numpy as np
 
 from adaptim import _validation as V
-from adaptim.algorithms._spec import COMMON_FIELDS, Algorithm, common_fields, number
+from adaptim.algorithms._spec import COMMON_FIELDS, Algorithm, common_fields, hyper, number
 from adaptim.functional.sgd import sgd
 
 __all__ = ["SPEC", "SGDSpec"]
@@ -32,6 +36,7 @@ class SGDSpec(Algorithm):
     hp_fields = COMMON_FIELDS + ("neg_lr", "momentum", "has_momentum", "one_minus_dampening",
                                  "nesterov", "init_buffer")
     counts_steps = False
+    sparse_refusal = None
     grad_initialised_state = "momentum_buffer"
     views_complex_as_real = False  # no squares: complex tensors update as they are, as in torch
     arg_docs = {
@@ -76,9 +81,10 @@ class SGDSpec(Algorithm):
     def reference_step(self, group, params, grads, states):
         momentum = number(group["momentum"])
         bufs = [s.get("momentum_buffer") for s in states]
-        sgd(params, grads, bufs, lr=number(group["lr"]), momentum=momentum,
-            dampening=number(group["dampening"]), weight_decay=number(group["weight_decay"]),
-            nesterov=group["nesterov"], maximize=group["maximize"])
+        sgd(params, grads, bufs, lr=hyper(group, group["lr"]), momentum=momentum,
+            dampening=number(group["dampening"]),
+            weight_decay=hyper(group, group["weight_decay"]), nesterov=group["nesterov"],
+            maximize=group["maximize"])
         if momentum != 0:
             for state, buf in zip(states, bufs):
                 state["momentum_buffer"] = buf

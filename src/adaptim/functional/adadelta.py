@@ -19,6 +19,7 @@ def adadelta_tensor(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    differentiable: bool = False,
 ) -> Tensor:
     """One AdaDelta step on one real tensor, in place; returns the update Δ (a temporary)."""
     if maximize:
@@ -27,7 +28,10 @@ def adadelta_tensor(
         grad = grad.add(param, alpha=weight_decay)
     square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
     std = square_avg.add(eps).sqrt_()
-    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+    delta = acc_delta.add(eps).sqrt_()
+    if differentiable:
+        delta = delta.clone()  # sqrt_'s result is saved for backward; keep it unmodified
+    delta.div_(std).mul_(grad)
     acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
     param.add_(delta, alpha=-lr)
     return delta
@@ -45,6 +49,7 @@ def adadelta(
     eps: float = 1e-6,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """Functional AdaDelta over lists of real tensors; increments each ``state_steps`` tensor."""
     # Keep each tensor's Δ alive until the next one exists (as torch.optim's loop does): freeing
@@ -54,5 +59,6 @@ def adadelta(
     for i, param in enumerate(params):
         state_steps[i] += 1
         delta = adadelta_tensor(param, grads[i], square_avgs[i], acc_deltas[i], lr=lr, rho=rho,
-                                eps=eps, weight_decay=weight_decay, maximize=maximize)
+                                eps=eps, weight_decay=weight_decay, maximize=maximize,
+                                differentiable=differentiable)
     del delta

@@ -24,6 +24,7 @@ def rmsprop_tensor(
     maximize: bool,
     eps_in_sqrt: bool,
     lr_in_momentum: bool,
+    differentiable: bool = False,
 ) -> None:
     """One RMSProp step on one real tensor, in place."""
     if maximize:
@@ -37,9 +38,12 @@ def rmsprop_tensor(
         # make it slightly negative when the two nearly cancel (α → 0): √ of that is NaN, as in
         # torch.optim. Clamping changes nothing where the value is ≥ 0.
         s = square_avg.addcmul(grad_avg, grad_avg, value=-1).clamp_min_(0)
-        avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_().add_(eps)
+        avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_()
     else:
-        avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt().add_(eps)
+        avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt()
+    if not eps_in_sqrt:
+        # differentiable: sqrt's result is saved for backward, so ε is added out of place
+        avg = avg.add(eps) if differentiable else avg.add_(eps)
     if momentum > 0:
         if lr_in_momentum:
             momentum_buffer.mul_(momentum).addcdiv_(grad, avg, value=lr)
@@ -68,6 +72,7 @@ def rmsprop(
     maximize: bool = False,
     eps_in_sqrt: bool = False,
     lr_in_momentum: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """Functional RMSProp over lists of real tensors; increments each ``state_steps`` tensor.
 
@@ -82,4 +87,4 @@ def rmsprop(
         rmsprop_tensor(param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i], lr=lr,
                        alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                        centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
-                       lr_in_momentum=lr_in_momentum)
+                       lr_in_momentum=lr_in_momentum, differentiable=differentiable)

@@ -15,10 +15,10 @@ def sgd_tensor(
     grad: Tensor,
     momentum_buffer: Tensor | None,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     dampening: float,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     nesterov: bool,
     maximize: bool,
 ) -> Tensor | None:
@@ -26,14 +26,20 @@ def sgd_tensor(
     if maximize:
         grad = -grad
     if weight_decay != 0:
-        grad = grad.add(param, alpha=weight_decay)
+        if isinstance(weight_decay, Tensor) and weight_decay.requires_grad:
+            grad = grad.addcmul_(param.clone(), weight_decay)  # torch's differentiable form
+        else:
+            grad = grad.add(param, alpha=weight_decay)
     if momentum != 0:
         if momentum_buffer is None:
-            momentum_buffer = torch.clone(grad).detach()  # v_1 = g_1, as torch.optim.SGD
+            momentum_buffer = grad.detach().clone()  # v_1 = g_1, as torch.optim.SGD
         else:
             momentum_buffer.mul_(momentum).add_(grad, alpha=1 - dampening)
         grad = grad.add(momentum_buffer, alpha=momentum) if nesterov else momentum_buffer
-    param.add_(grad, alpha=-lr)
+    if isinstance(lr, Tensor) and lr.requires_grad:
+        param.addcmul_(grad, lr, value=-1)  # the gradient flows to lr
+    else:
+        param.add_(grad, alpha=-lr)
     return momentum_buffer
 
 
@@ -42,10 +48,10 @@ def sgd(
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None],
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float = 0.0,
     dampening: float = 0.0,
-    weight_decay: float = 0.0,
+    weight_decay: float | Tensor = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
 ) -> None:

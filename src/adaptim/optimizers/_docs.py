@@ -23,13 +23,17 @@ SHARED_ARGS = {
     "foreach": "torch.optim's choice of its multi-tensor implementation; accepted, validated "
                "(None, True or False) and stored in the group",
     "maximize": "maximize the objective: step along +∇f instead of −∇f",
-    "capturable": "must be False: CUDA-graph capture is not supported (use torch.optim for it)",
-    "differentiable": "must be False: steps through which autograd differentiates are not "
-                      "supported (use torch.optim for them)",
+    "capturable": "must be False: CUDA-graph capture is not supported on any device (use "
+                  "torch.optim for it)",
+    "differentiable": "as torch.optim: step() records the update in the autograd graph "
+                      "(reference path; gradients flow to the parameters' history, the "
+                      "gradients, the state and a tensor lr)",
     "fused": "None (the fastest exact path): the fused C kernel for CPU float32/float64 groups "
              "(one pass over memory, equal to the reference path to rounding) and the reference "
              "path elsewhere; True: a fused step (C on CPU, Triton on CUDA; a warning where none "
-             "can run); False: the reference path (the rule per tensor, torch.optim's bits)",
+             "can run; as torch.optim, a RuntimeError for parameters no kernel takes and with "
+             "differentiable=True); False: the reference path (the rule per tensor, "
+             "torch.optim's bits)",
     "state_dtype": "dtype of the state tensors, e.g. torch.bfloat16 (arithmetic stays float32, "
                    "state is rounded once per step); None: the parameter's dtype",
     "max_grad_norm": "clip the global gradient norm to this value inside step() (as "
@@ -84,6 +88,8 @@ def compose(cls, summary: str, example: str) -> str:
         "\n".join(_entries([n for n in names if n in torch_names], signature, docs)),
         "adaptim's options (keyword-only):",
         "\n".join(_entries([n for n in names if n not in torch_names], signature, docs)),
+        "The execution options (fused, foreach, differentiable, capturable) say how a step runs; "
+        "load_state_dict keeps this optimizer's values for them.",
         f"State per parameter (as torch.optim.{cls.__name__}, so checkpoints load into either):"
         f" {state}.",
         "Example::\n\n" + textwrap.indent(textwrap.dedent(example).strip(), "    "),
