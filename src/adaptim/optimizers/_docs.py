@@ -88,10 +88,11 @@ def compose(cls, summary: str, example: str) -> str:
         "\n".join(_entries([n for n in names if n in torch_names], signature, docs)),
         "adaptim's options (keyword-only):",
         "\n".join(_entries([n for n in names if n not in torch_names], signature, docs)),
-        "The execution options (fused, foreach, differentiable, capturable) say how a step runs; "
-        "load_state_dict keeps this optimizer's values for them.",
-        f"State per parameter (as torch.optim.{cls.__name__}, so checkpoints load into either):"
-        f" {state}.",
+        textwrap.fill("The execution options (fused, foreach, differentiable, capturable) say "
+                      "how a step runs; load_state_dict keeps this optimizer's values for them.",
+                      width=96),
+        textwrap.fill(f"State per parameter (as torch.optim.{cls.__name__}, so checkpoints load "
+                      f"into either): {state}.", width=96),
         "Example::\n\n" + textwrap.indent(textwrap.dedent(example).strip(), "    "),
     ]
     return "\n\n".join(parts) + "\n"
