@@ -80,10 +80,10 @@ class AdagradSpec(Algorithm):
         state["sum"] = filled(param, group["initial_accumulator_value"])
 
     def reference_step(self, group, params, grads, states):
-        h = lambda key: hyper(group, group[key])  # noqa: E731
         adagrad(params, grads, state_list(states, "sum"), [st["step"] for st in states],
-                lr=h("lr"), lr_decay=number(group["lr_decay"]), weight_decay=h("weight_decay"),
-                eps=h("eps"), maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
+                lr=hyper(group, group["lr"]), lr_decay=number(group["lr_decay"]),
+                weight_decay=hyper(group, group["weight_decay"]), eps=hyper(group, group["eps"]),
+                maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
                 differentiable=group["differentiable"])
 
     def effective_step(self, state, group):

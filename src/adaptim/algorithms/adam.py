@@ -145,11 +145,12 @@ class AdamSpec(Algorithm):
 
     def reference_step(self, group, params, grads, states):
         beta1, beta2 = group["betas"]
-        h = lambda value: hyper(group, value)  # noqa: E731
         adam(params, grads, state_list(states, "exp_avg"), state_list(states, "exp_avg_sq"),
              state_list(states, "max_exp_avg_sq"), [st["step"] for st in states],
-             lr=h(group["lr"]), beta1=h(beta1), beta2=h(beta2), eps=h(group["eps"]),
-             weight_decay=h(group["weight_decay"]), differentiable=group["differentiable"],
+             lr=hyper(group, group["lr"]), beta1=hyper(group, beta1),
+             beta2=hyper(group, beta2), eps=hyper(group, group["eps"]),
+             weight_decay=hyper(group, group["weight_decay"]),
+             differentiable=group["differentiable"],
              amsgrad=group["amsgrad"], maximize=group["maximize"],
              decoupled_weight_decay=group["decoupled_weight_decay"],
              eps_in_sqrt=group["eps_in_sqrt"], eps_hat=group["eps_hat"],
