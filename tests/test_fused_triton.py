@@ -372,11 +372,15 @@ def test_cuda_no_recompilation():
 
 
 def test_table_layout_agrees_between_host_and_kernels():
-    """HP_SLOTS agrees, and the longest hyperparameter list (Adam's) fits before the records."""
+    """HP_SLOTS agrees, and every rule's hyperparameter fields fit before the records."""
+    from adaptim.algorithms import ALGORITHMS
+
     module = _triton.kernels(interpret=True)
     assert module.HP_SLOTS.value == _triton.HP_SLOTS
+    for spec in ALGORITHMS.values():
+        assert len(spec.hp_fields) <= _triton.HP_SLOTS
     group = adaptim.Adam([torch.zeros(1)], amsgrad=True).param_groups[0]
-    assert len(_fused._adam_hp(group, 1.0, False)) <= _triton.HP_SLOTS
+    assert len(adaptim.Adam.algorithm.hp(group, 1.0)) == len(ALGORITHMS["adam"].hp_fields)
 
 
 def test_step_counters_are_incremented_in_their_own_dtype():

@@ -271,10 +271,16 @@ def test_adaptim_checkpoint_loads_into_torch_and_back(name):
         o.step()
     for a, b in zip(model.parameters(), ref.parameters()):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-7)
-    # and a torch checkpoint loads into adaptim, with no skipped steps on record
+    # and back into adaptim: the run's count rides along in torch's param groups (the copy
+    # that survives torch.distributed.checkpoint), so the history is not lost
     back = adaptim.create(name, copy.deepcopy(model).parameters(), on_nonfinite="skip")
     back.skipped_steps = 5
     back.load_state_dict(torch_opt.state_dict())
+    assert back.skipped_steps == 2
+    assert all("adaptim_skipped_steps" not in g for g in back.param_groups)
+    # a checkpoint of a run that was always torch.optim has no skipped steps on record
+    pure = TORCH_CLASS[name](copy.deepcopy(model).parameters(), **spec.settings)
+    back.load_state_dict(pure.state_dict())
     assert back.skipped_steps == 0
 
 

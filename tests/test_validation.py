@@ -37,7 +37,7 @@ BAD = [
     ("RMSprop", dict(centered="yes"), "centered"),
     ("Adam", dict(amsgrad=1), "amsgrad"),
     ("SGD", dict(maximize="no"), "maximize"),
-    ("Adam", dict(differentiable=True), "differentiable"),
+    ("Adam", dict(differentiable=True, state_dtype=torch.bfloat16), "state_dtype"),
     ("RMSprop", dict(capturable=True), "capturable"),
     ("Adam", dict(lr=torch.tensor([1e-3, 1e-3])), "1-element"),
     ("Adam", dict(lr="0.001"), "real number"),
@@ -91,12 +91,15 @@ def test_edge_values_that_are_valid(name):
     assert torch.equal(p.detach(), torch.zeros(2))  # lr = 0 moves nothing
 
 
-def test_sparse_gradients_get_a_clear_error():
-    emb = torch.nn.Embedding(10, 3, sparse=True)
-    opt = adaptim.Adam(emb.parameters())
-    emb(torch.tensor([1, 2])).sum().backward()
-    with pytest.raises(RuntimeError, match="sparse"):
-        opt.step()
+@pytest.mark.parametrize("name", ["RMSprop", "Adadelta", "Adam", "AdamW"])
+def test_sparse_gradients_get_torchs_error(name):
+    # torch.optim takes sparse gradients in SGD and Adagrad only (tests/test_sparse.py)
+    for cls in (getattr(torch.optim, name), getattr(adaptim, name)):
+        emb = torch.nn.Embedding(10, 3, sparse=True)
+        opt = cls(emb.parameters())
+        emb(torch.tensor([1, 2])).sum().backward()
+        with pytest.raises(RuntimeError, match=f"{name[:4]}.* does not support sparse gradients"):
+            opt.step()
 
 
 @pytest.mark.parametrize("name", ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"])

@@ -1,12 +1,13 @@
 """The shared optimizer shell: validation, parameter groups, lazy state, complex views and
-checked checkpoint loading. The math lives in :mod:`adaptim.functional`; subclasses only say
-which state they keep and which update rule to call."""
+checked checkpoint loading. Everything about an algorithm (its state, hyperparameters and rule)
+comes from its spec in :mod:`adaptim.algorithms`; a subclass names its spec and its signature."""
 
 from __future__ import annotations
 
 import copy
 import math
 import operator
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -17,6 +18,7 @@ from adaptim import _fused, _guard, conventions
 from adaptim._fused import _ops
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
+from adaptim.algorithms import Algorithm
 
 __all__ = ["AdaptimOptimizer", "common_defaults"]
 
@@ -33,8 +35,38 @@ CONSTRUCTOR_ONLY = {
 }
 # Top-level state_dict key for adaptim's optimizer-wide counters; torch.optim ignores it.
 EXTRA_STATE_KEY = "adaptim"
-# State keys (of any adaptim optimizer) that are sums or averages of squares: never negative.
-NONNEGATIVE_STATE = frozenset({"sum", "square_avg", "acc_delta", "exp_avg_sq", "max_exp_avg_sq"})
+# The same counter, also written into every saved parameter group: torch.distributed.checkpoint
+# (get_/set_optimizer_state_dict) keeps only "state" and "param_groups" of a state_dict.
+GROUP_SKIPPED_KEY = "adaptim_skipped_steps"
+# Execution options: choices of *how* a step runs, not *what* it computes. The optimizer's own
+# value (constructor or add_param_group) always wins over a loaded checkpoint's, so loading a
+# torch.optim checkpoint (fused=None, foreach=None) never changes the path the user chose.
+EXECUTION_OPTIONS = ("fused", "foreach", "differentiable", "capturable")
+# Devices some adaptim kernel serves for fused=True (C on CPU, Triton on CUDA).
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _check_fused_params(params) -> None:
+    """torch.optim's refusal of fused=True for parameters no fused kernel takes, with its
+    wording; adaptim checks when the group is added (torch.optim: at the first step). Complex
+    parameters pass: they take the kernel as their real view, or the reference path."""
+    for p in params:
+        if not (p.device.type in FUSED_DEVICES and (p.is_floating_point() or p.is_complex())):
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices: {list(FUSED_DEVICES)} but {p.dtype} and {p.device.type}")
+
+
+_sparse_fused_warned = False
+
+
+def _warn_sparse_fused(name: str) -> None:
+    global _sparse_fused_warned
+    if not _sparse_fused_warned:
+        _sparse_fused_warned = True
+        warnings.warn(f"adaptim.{name}(fused=True): no fused kernel takes sparse gradients; "
+                      "groups with sparse gradients take the reference path (torch.optim's "
+                      "semantics)", RuntimeWarning, stacklevel=4)
 
 
 def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
@@ -46,41 +78,19 @@ def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
 class AdaptimOptimizer(torch.optim.Optimizer):
     """Base class of every adaptim optimizer (a :class:`torch.optim.Optimizer`).
 
-    Keyword options every adaptim optimizer takes beyond torch's arguments:
+    A subclass sets ``algorithm``, its spec (:class:`adaptim.algorithms.Algorithm`: state,
+    validation, reference rule, kernel fields), and a constructor with torch's signature plus
+    adaptim's options (documented in each class, see :mod:`adaptim.optimizers._docs`).
 
-    - ``fused``: None (default) runs the fused C kernel for CPU float32/float64 groups (one pass
-      over memory; equal to the reference path to rounding) and the reference path elsewhere;
-      True asks for a fused step (C on CPU, Triton on CUDA; a warning where none can run);
-      False is the reference path (the functional rule per tensor: torch.optim's bits).
-    - ``foreach``: None (default) runs the multi-tensor rule (``functional.*_foreach``:
-      torch.optim's foreach bits) where torch.optim's own default is foreach — CUDA groups —
-      and the per-tensor rule elsewhere the kernel does not run; True asks for the multi-tensor
-      rule anywhere (not with fused=True); False never runs it.
-    - ``state_dtype``: keep state in another dtype (e.g. torch.bfloat16), arithmetic in float32.
-    - ``max_grad_norm``: clip the global gradient norm inside step() (as clip_grad_norm_).
-    - ``on_nonfinite``: "propagate" (torch's behaviour), "skip" the step, or "raise".
-
-    Subclasses define:
-
-    - ``name``: the registry name of the algorithm;
-    - ``state_tensor_keys``: per-parameter state tensors shaped like the parameter;
-    - ``_validate_group(group)``: raise ValueError/TypeError for a bad hyperparameter;
-    - ``_required_state(group)``: the state keys a parameter with state must have;
-    - ``_init_state(param, state, group)``: fill a new parameter's state;
-    - ``_update(group, params, grads, states)``: apply the functional rule (real tensors);
-    - ``_torch_group_defaults``: values of adaptim-only group keys that reproduce torch.optim,
-      used when a checkpoint written by torch.optim lacks them.
+    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) say how a
+    step runs; ``load_state_dict`` keeps this optimizer's values for them.
     """
 
-    name: str = ""
-    # Squares of complex numbers are taken elementwise on the real view, as torch.optim does.
-    views_complex_as_real: bool = True
-    state_tensor_keys: tuple[str, ...] = ()
-    _torch_group_defaults: dict[str, object] = {}
+    algorithm: Algorithm
 
     def __init__(self, params, defaults: dict) -> None:
         self._validate_common(defaults)
-        self._validate_group(defaults)
+        self.algorithm.validate(defaults)
         super().__init__(params, defaults)
         # Steps that on_nonfinite="skip" refused; saved in state_dict under EXTRA_STATE_KEY.
         self.skipped_steps = 0
@@ -99,10 +109,23 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if group.get("foreach") and group.get("fused"):
             raise ValueError("fused=True and foreach=True cannot be set together: choose one")
         for flag in ("differentiable", "capturable"):
-            if group.get(flag):
-                name = type(self).__name__
-                raise ValueError(f"{flag}=True is not supported by adaptim.{name}; use "
-                                 f"torch.optim.{name} for {flag} steps")
+            if flag in group:
+                V.check_bool(flag, group[flag])
+        if group.get("capturable"):
+            # Steps read the step count and bias corrections on the host, which a CUDA graph
+            # cannot capture; torch.optim's CPU steps refuse capturable=True too.
+            name = type(self).__name__
+            raise ValueError(f"capturable=True is not supported by adaptim.{name} (on any "
+                             f"device); use torch.optim.{name}(..., capturable=True) for "
+                             "CUDA-graph capture")
+        if group.get("fused"):  # torch.optim's errors, same type and wording
+            if group.get("differentiable"):
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if group.get("foreach"):
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        if group.get("differentiable") and group.get("state_dtype") is not None:
+            raise ValueError("differentiable=True runs the reference path, which keeps state in "
+                             "the parameter's dtype; state_dtype must be None")
         if group.get("max_grad_norm") is not None:
             V.check_finite_nonneg("max_grad_norm", group["max_grad_norm"])
         conventions.check(group.get("convention", "torch"))  # a param group's or a checkpoint's
@@ -116,9 +139,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(f"Invalid state_dtype: {state_dtype!r} (a floating torch.dtype, "
                              "e.g. torch.bfloat16, or None for the parameter's dtype)")
 
-    def _validate_group(self, group: dict) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def add_param_group(self, param_group: dict) -> None:
         # Validate the merged group before torch stores it, so a bad group leaves nothing behind.
         if not isinstance(param_group, dict):
@@ -128,33 +148,26 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"{key} cannot differ between parameter groups: {why}")
         merged = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         self._validate_common(merged)
-        self._validate_group(merged)
+        self.algorithm.validate(merged)
         super().add_param_group(param_group)
+        if merged.get("fused"):
+            try:
+                _check_fused_params(self.param_groups[-1]["params"])
+            except RuntimeError:
+                self.param_groups.pop()
+                raise
+        if self.algorithm.eager_state:
+            # torch.optim.Adagrad creates its state eagerly; so do we, so checkpoints match.
+            group = self.param_groups[-1]
+            for p in group["params"]:
+                if not self.state[p]:
+                    self._make_state(p, self.state[p], group)
 
     # ---------------------------------------------------------------- state
-    def _required_state(self, group: dict) -> set[str]:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _init_state(self, param: Tensor, state: dict, group: dict) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _stateless(self, group: dict) -> bool:
-        """True when this group's rule keeps no per-parameter state (plain SGD)."""
-        return False
-
-    @staticmethod
-    def _new_step() -> Tensor:
-        return torch.tensor(0.0, dtype=scalar_dtype())
-
-    # ---------------------------------------------------------------- step
-    def _update(self, group: dict, params: list[Tensor], grads: list[Tensor],
-                states: list[dict]) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def _make_state(self, param: Tensor, state: dict, group: dict) -> None:
-        """The optimizer's ``_init_state``, stored in the group's ``state_dtype`` from birth (so
-        no step has to look for state in another dtype)."""
-        self._init_state(param, state, group)
+        """The spec's ``init_state``, stored in the group's ``state_dtype`` from birth (so no
+        step has to look for state in another dtype)."""
+        self.algorithm.init_state(param, state, group)
         if group.get("state_dtype") is not None:
             _fused.cast_state(self, group, [state])
 
@@ -163,21 +176,23 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         tensors are viewed as real, as torch.optim does, so the update rules see real tensors."""
         params, grads, states = [], [], []
         # Loop invariants hoisted: this loop runs once per tensor per step (5,000-tensor models).
-        stateless = self._stateless(group)
+        stateless = self.algorithm.stateless(group)
+        differentiable = group.get("differentiable", False)
         state_of = self.state
-        view = real_view if self.views_complex_as_real else None
+        view = real_view if self.algorithm.views_complex_as_real else None
         for p in group["params"]:
             grad = p.grad
             if grad is None:
                 continue
-            if grad.is_sparse:
-                raise RuntimeError(
-                    f"adaptim.{type(self).__name__} does not support sparse gradients; use "
-                    "torch.optim.SparseAdam or torch.optim.Adagrad for sparse embeddings")
+            if grad.is_sparse and self.algorithm.sparse_refusal is not None:
+                raise RuntimeError(self.algorithm.sparse_refusal)
             if not stateless or p in state_of:
                 state = state_of[p]
                 if not state:
                     self._make_state(p, state, group)
+                if differentiable and "step" in state and state["step"].requires_grad:
+                    raise RuntimeError(
+                        "`requires_grad` is not supported for `step` in differentiable mode")
             else:
                 state = {}  # nothing to keep: no empty entry in state_dict, as torch.optim
             if view is not None and p.is_complex():
@@ -200,14 +215,15 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         return bool(foreach) and not group.get("differentiable") \
             and not any(map(_IS_SPARSE, grads))
 
-    @staticmethod
-    def _state_list(states: list[dict], key: str) -> list[Tensor | None]:
-        """The real views of one state tensor across parameters (None where absent)."""
-        return [real_view(s.get(key)) for s in states]
-
-    @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None):
-        """Perform one optimization step. ``closure`` re-evaluates the model and returns the loss."""
+        """Perform one optimization step. ``closure`` re-evaluates the model and returns the loss.
+
+        Runs under ``torch.no_grad()``, or with autograd recording when the optimizer was built
+        with ``differentiable=True`` (as torch.optim: the update then is part of the graph)."""
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            return self._step(closure)
+
+    def _step(self, closure):
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -234,14 +250,22 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
             # implemented by the fused module's paths.
             fused = group.get("fused")
-            if fused is None:
+            if any(map(_IS_SPARSE, grads)):
+                # Sparse gradients (SGD, Adagrad) take the reference path: no kernel reads them.
+                if fused:
+                    _warn_sparse_fused(type(self).__name__)
+                fused = False
+            elif group.get("differentiable"):
+                fused = False
+            elif fused is None:
                 fused = not group.get("foreach") and _fused.kernel_suits(params)
             if fused or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
-                self._update(group, params, grads, states)
+                self.algorithm.reference_step(group, params, grads, states,
+                                              self._foreach_chosen(group, params, grads))
 
     # An LR scheduler wraps ``optimizer.step`` (in a function torch.compile does not trace: a
     # graph break in every compiled step) only to record that step ran, in ``_opt_called``, unless
@@ -251,9 +275,14 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """torch.optim's state_dict plus ``{"adaptim": {"skipped_steps": n}}``, a top-level key
-        that torch.optim's ``load_state_dict`` ignores (checkpoints stay loadable into torch)."""
+        that torch.optim's ``load_state_dict`` ignores (checkpoints stay loadable into torch).
+        Every saved parameter group also carries ``adaptim_skipped_steps: n``, the copy that
+        survives torch.distributed.checkpoint, which keeps only "state" and "param_groups"."""
         state_dict = super().state_dict()
-        state_dict[EXTRA_STATE_KEY] = {"skipped_steps": int(self.skipped_steps)}
+        skipped = int(self.skipped_steps)
+        state_dict[EXTRA_STATE_KEY] = {"skipped_steps": skipped}
+        for group in state_dict["param_groups"]:
+            group[GROUP_SKIPPED_KEY] = skipped
         return state_dict
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -262,6 +291,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         Unlike torch.optim, the checkpoint is checked first — group count and sizes, every
         hyperparameter, every state key and every state tensor's shape — and on any mismatch a
         ValueError is raised with the optimizer left exactly as it was.
+
+        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) keep this
+        optimizer's values: a checkpoint says what to compute, the constructor how to run it.
+        A numeric ``step`` (older torch checkpoints) becomes a tensor, as torch.optim does.
         """
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
             raise ValueError("not an optimizer state_dict: expected a dict with 'state' and "
@@ -272,6 +305,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(
                 f"checkpoint has {len(saved_groups) if isinstance(saved_groups, list) else '?'} "
                 f"parameter groups, this optimizer has {len(self.param_groups)}")
+        skipped = self._saved_skipped_steps(state_dict)
         id_to_param = {}
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
@@ -282,10 +316,13 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # that reproduce torch.optim; keys that do not change the math come from this group.
             for key, value in group.items():
                 if key != "params" and key not in saved:
-                    saved[key] = self._torch_group_defaults.get(key, value)
+                    saved[key] = self.algorithm.torch_group_defaults.get(key, value)
+            for key in EXECUTION_OPTIONS:
+                if key in group:
+                    saved[key] = group[key]
             try:
                 self._validate_common(saved)
-                self._validate_group(saved)
+                self.algorithm.validate(saved)
             except (ValueError, TypeError) as err:
                 raise ValueError(f"parameter group {i} of the checkpoint is invalid: {err}") from err
             for pid, p in zip(saved["params"], group["params"]):
@@ -298,7 +335,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no group")
             p, saved_group = id_to_param[pid]
             self._check_param_state(pid, p, st, saved_group)
-        skipped = self._saved_skipped_steps(state_dict)
         super().load_state_dict(state_dict)
         self.skipped_steps = skipped
         # torch casts floating state to the parameter's dtype; restore a group's state_dtype
@@ -307,12 +343,21 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     @staticmethod
     def _saved_skipped_steps(state_dict: dict) -> int:
-        # A torch.optim checkpoint has no such key: torch never skips a step.
-        extra = state_dict.get(EXTRA_STATE_KEY, {})
+        """The checkpoint's skip counter, taken out of its parameter groups (the group copy is
+        read when the top-level key is absent, as after torch.distributed.checkpoint). A
+        torch.optim checkpoint has neither: torch never skips a step."""
+        group_counts = [g.pop(GROUP_SKIPPED_KEY) for g in state_dict["param_groups"]
+                        if isinstance(g, dict) and GROUP_SKIPPED_KEY in g]
+        extra = state_dict.get(EXTRA_STATE_KEY)
+        if extra is None:
+            extra = {"skipped_steps": group_counts[0] if group_counts else 0}
         skipped = extra.get("skipped_steps", 0) if isinstance(extra, dict) else None
         if isinstance(skipped, bool) or not isinstance(skipped, int) or skipped < 0:
             raise ValueError(f"checkpoint {EXTRA_STATE_KEY!r} entry must be a dict with an "
                              f"integer 'skipped_steps' >= 0, got {extra!r}")
+        if any(count != skipped or type(count) is not int for count in group_counts):
+            raise ValueError(f"checkpoint parameter groups' {GROUP_SKIPPED_KEY!r} must all "
+                             f"equal the skipped_steps count {skipped}, got {group_counts!r}")
         return skipped
 
     def _check_param_state(self, pid, p: Tensor, st: dict, group: dict) -> None:
@@ -320,16 +365,16 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError(f"state of parameter {pid!r} must be a dict")
         if not st:
             return
-        allowed = set(self.state_tensor_keys) | {"step"}
+        allowed = set(self.algorithm.state_keys) | {"step"}
         unknown = set(st) - allowed
         if unknown:
             raise ValueError(f"state of parameter {pid!r} has keys {sorted(unknown)} that "
                              f"{type(self).__name__} does not use (expected {sorted(allowed)})")
-        missing = self._required_state(group) - set(st)
+        required = self.algorithm.required_state(group)
+        missing = required - set(st)
         if missing:
             raise ValueError(f"state of parameter {pid!r} lacks {sorted(missing)} needed with "
                              "this group's options")
-        required = self._required_state(group)
         for key, value in st.items():
             if key == "step":
                 if not ((isinstance(value, (int, float)) and not isinstance(value, bool)) or
@@ -353,8 +398,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                         f"the parameter has shape {tuple(p.shape)}")
                 self._check_state_values(pid, p, key, value)
 
-    @staticmethod
-    def _check_state_values(pid, p: Tensor, key: str, value: Tensor) -> None:
+    def _check_state_values(self, pid, p: Tensor, key: str, value: Tensor) -> None:
         """A state tensor's dtype kind must match the parameter's (torch.optim would cast an
         integer tensor silently and drop a complex one's imaginary part); it must hold no NaN,
         and running sums/averages of squares must be >= 0, or the next step is garbage."""
@@ -367,7 +411,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                              f"but the parameter is {p.dtype}")
         local = value.to_local() if hasattr(value, "to_local") else value  # DTensor shard
         local = real_view(local)
-        if key in NONNEGATIVE_STATE:
+        if key in self.algorithm.nonnegative:
             if not bool((local >= 0).all()):
                 raise ValueError(f"state of parameter {pid!r}: {key!r} (a sum or average of "
                                  "squares) has negative or NaN entries")
@@ -384,5 +428,12 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         _ops.register(self)
         for group in self.param_groups:
             for key, value in self.defaults.items():
-                group.setdefault(key, self._torch_group_defaults.get(key, value))
+                group.setdefault(key, self.algorithm.torch_group_defaults.get(key, value))
+        # torch.optim's load_state_dict ends here too. A numeric step (older torch checkpoints)
+        # becomes a tensor, as each torch.optim class's __setstate__ does, so every path can
+        # count in place.
+        for param_state in self.state.values():
+            step = param_state.get("step") if isinstance(param_state, dict) else None
+            if step is not None and not isinstance(step, Tensor):
+                param_state["step"] = torch.tensor(float(step), dtype=scalar_dtype())
 

@@ -20,10 +20,14 @@ from adaptim.diagnostics.errors import NonFiniteGradientError
 __all__ = ["before_update", "nonfinite_offenders"]
 
 
+def _dense(grad: Tensor) -> Tensor:
+    """The gradient's entries: a sparse gradient's coalesced values (duplicates summed)."""
+    return grad.coalesce()._values() if grad.is_sparse else grad
+
+
 def _gradients(optimizer) -> list[Tensor]:
-    # Sparse gradients are refused later, in _gather, with a clear message.
-    return [p.grad for group in optimizer.param_groups for p in group["params"]
-            if p.grad is not None and not p.grad.is_sparse]
+    return [_dense(p.grad) for group in optimizer.param_groups for p in group["params"]
+            if p.grad is not None]
 
 
 def nonfinite_offenders(optimizer) -> list[tuple[int, int, str | None, int, int]]:
@@ -35,9 +39,9 @@ def nonfinite_offenders(optimizer) -> list[tuple[int, int, str | None, int, int]
         names = group.get("param_names")
         for pi, p in enumerate(group["params"]):
             g = p.grad
-            if g is None or g.is_sparse:
+            if g is None:
                 continue
-            g = real_view(g)
+            g = real_view(_dense(g))
             n_nan, n_inf = int(torch.isnan(g).sum()), int(torch.isinf(g).sum())
             if n_nan or n_inf:
                 found.append((gi, pi, names[pi] if names else None, n_nan, n_inf))

@@ -3,10 +3,16 @@ diagnostics (one definition each)."""
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import Tensor
 
-__all__ = ["real_view", "scalar_dtype"]
+__all__ = ["DTYPE", "IS_CPU", "real_view", "scalar_dtype"]
+
+# Getters for map() over tensor lists (C-level iteration instead of a Python loop per tensor)
+DTYPE = operator.attrgetter("dtype")
+IS_CPU = operator.attrgetter("is_cpu")
 
 
 def scalar_dtype() -> torch.dtype:

@@ -27,41 +27,16 @@ from __future__ import annotations
 
 import difflib
 
+from adaptim.algorithms import ALGORITHMS
+
 __all__ = ["CONVENTIONS", "PRESETS", "check", "resolve"]
 
 CONVENTIONS = ("torch", "tf1", "keras", "optax")
 
-# optimizer name -> convention -> settings that differ from the signature defaults.
+# algorithm name -> convention -> settings that differ from the signature defaults; each preset
+# lives in its algorithm's spec (adaptim.algorithms).
 PRESETS: dict[str, dict[str, dict[str, object]]] = {
-    "rmsprop": {
-        "torch": dict(lr=1e-2, alpha=0.99, eps=1e-8, eps_in_sqrt=False,
-                      initial_accumulator_value=0.0, lr_in_momentum=False),
-        "tf1": dict(lr=1e-2, alpha=0.9, eps=1e-10, eps_in_sqrt=True,
-                    initial_accumulator_value=1.0, lr_in_momentum=True),
-        "keras": dict(lr=1e-3, alpha=0.9, eps=1e-7, eps_in_sqrt=True,
-                      initial_accumulator_value=0.0, lr_in_momentum=True),
-        "optax": dict(lr=1e-2, alpha=0.9, eps=1e-8, eps_in_sqrt=True,
-                      initial_accumulator_value=0.0, lr_in_momentum=True),
-    },
-    "adagrad": {
-        "torch": dict(lr=1e-2, eps=1e-10, eps_in_sqrt=False, initial_accumulator_value=0.0),
-        "tf1": dict(lr=1e-2, eps=0.0, eps_in_sqrt=True, initial_accumulator_value=0.1),
-        "keras": dict(lr=1e-3, eps=1e-7, eps_in_sqrt=True, initial_accumulator_value=0.1),
-        "optax": dict(lr=1e-2, eps=1e-7, eps_in_sqrt=True, initial_accumulator_value=0.1),
-    },
-    "adadelta": {
-        "torch": dict(lr=1.0, rho=0.9, eps=1e-6),
-        "tf1": dict(lr=1e-3, rho=0.95, eps=1e-8),
-        "keras": dict(lr=1e-3, rho=0.95, eps=1e-7),
-        "optax": dict(lr=1.0, rho=0.9, eps=1e-6),
-    },
-    "adam": {
-        "torch": dict(lr=1e-3, eps=1e-8, eps_in_sqrt=False, eps_hat=False),
-        "tf1": dict(lr=1e-3, eps=1e-8, eps_in_sqrt=False, eps_hat=True),
-        "keras": dict(lr=1e-3, eps=1e-7, eps_in_sqrt=False, eps_hat=True),
-        "optax": dict(lr=1e-3, eps=1e-8, eps_in_sqrt=False, eps_hat=False),
-    },
-}
+    name: spec.presets for name, spec in ALGORITHMS.items() if spec.presets}
 
 
 _NONE_MEANS_PRESET = frozenset({"eps_in_sqrt", "eps_hat", "lr_in_momentum"})

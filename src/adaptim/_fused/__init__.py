@@ -7,13 +7,16 @@ element of parameter, gradient and state is read once and written once, the grad
 (clipping) and every option are applied on the fly, and hyperparameters are passed as numbers
 so nothing recompiles when lr changes. The C code mirrors the functional rule operation by
 operation; tests/test_fused.py checks it against the unfused path for every option set.
+Nothing here names an algorithm: the optimizer's spec (``optimizer.algorithm``, see
+:mod:`adaptim.algorithms`) gives the kernel's name, its state operands (``state_keys``) and its
+named hyperparameter fields (``hp``).
 
 CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one launch per group and
 step, where triton imports. Tensors no kernel takes (CUDA tensors without triton, non-contiguous
 tensors, dtypes other than float32/float64 on CPU, state dtypes other than the parameter's or
-bfloat16 for float32 parameters) go through the reference path: the functional rule itself
-(``optimizer._update``), on parameter-precision copies of the state when the state is stored
-in another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
+bfloat16 for float32 parameters) go through the reference path: the algorithm spec's
+``reference_step``, on parameter-precision copies of the state when the state is stored in
+another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
@@ -31,6 +34,8 @@ import torch
 from torch import Tensor
 
 from adaptim._fused import _ckernel
+from adaptim._tensors import DTYPE as _DTYPE
+from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
 
 __all__ = ["fused_update", "kernel_available", "kernel_suits", "cast_state"]
@@ -111,15 +116,15 @@ def cast_state(optimizer, group: dict, states: list[dict] | None = None) -> None
     if states is None:
         states = [optimizer.state[p] for p in group["params"] if p in optimizer.state]
     for st in states:
-        for key in optimizer.state_tensor_keys:
+        for key in optimizer.algorithm.state_keys:
             v = st.get(key)
             if (isinstance(v, Tensor) and v.dtype != dtype and v.is_floating_point()):
                 st[key] = v.to(dtype)
 
 
 # ---------------------------------------------------------------- reference path
-def _reference_update(optimizer, group, params, grads, states, grad_scale) -> None:
-    """The functional rule (optimizer._update) with the gradient scaled out of place and the
+def _reference_update(spec, group, params, grads, states, grad_scale) -> None:
+    """The spec's reference rule with the gradient scaled out of place and the
     state computed in the parameter's precision, then stored back in its own dtype."""
     if not params:
         return
@@ -133,7 +138,7 @@ def _reference_update(optimizer, group, params, grads, states, grad_scale) -> No
                          for k, v in st.items()})
         else:
             work.append(st)
-    optimizer._update(group, params, grads, work)
+    spec.reference_step(group, params, grads, work)
     for st, tmp in zip(states, work):
         if tmp is st:
             continue
@@ -147,68 +152,6 @@ def _reference_update(optimizer, group, params, grads, states, grad_scale) -> No
 
 
 # ---------------------------------------------------------------- kernel path
-def _hp_common(group, grad_scale) -> list[float]:
-    wd = _f(group.get("weight_decay", 0.0))
-    return [-grad_scale if group["maximize"] else grad_scale, wd, float(wd != 0)]
-
-
-def _f(v) -> float:
-    return float(v.item()) if isinstance(v, Tensor) else float(v)
-
-
-class _Rule:
-    """How one optimizer's group maps onto a kernel: its state operands, in kernel order."""
-
-    def __init__(self, kernel: str, state_keys: tuple[str, ...]):
-        self.kernel, self.state_keys = kernel, state_keys
-
-
-def _sgd_hp(group, grad_scale, init):
-    mom = _f(group["momentum"])
-    return _hp_common(group, grad_scale) + [
-        -_f(group["lr"]), mom, float(mom != 0), 1 - _f(group["dampening"]),
-        float(group["nesterov"]), float(init)]
-
-
-def _adagrad_hp(group, grad_scale, init):
-    # η_t = η / (1 + (t − 1) lr_decay) is computed per tensor in the kernel from its step
-    return _hp_common(group, grad_scale) + [
-        _f(group["lr"]), _f(group["lr_decay"]), _f(group["eps"]), float(group["eps_in_sqrt"])]
-
-
-def _rmsprop_hp(group, grad_scale, init):
-    alpha, mom, lr = _f(group["alpha"]), _f(group["momentum"]), _f(group["lr"])
-    return _hp_common(group, grad_scale) + [
-        alpha, 1 - alpha, _f(group["eps"]), float(group["eps_in_sqrt"]), float(group["centered"]),
-        mom, float(mom > 0), float(group["lr_in_momentum"]), lr, -lr]
-
-
-def _adadelta_hp(group, grad_scale, init):
-    rho = _f(group["rho"])
-    return _hp_common(group, grad_scale) + [rho, 1 - rho, _f(group["eps"]), -_f(group["lr"])]
-
-
-def _adam_hp(group, grad_scale, init):
-    # the bias corrections and step size are computed per tensor in the kernel from its step
-    lr, wd = _f(group["lr"]), _f(group["weight_decay"])
-    beta1, beta2 = (_f(b) for b in group["betas"])
-    form = 2 if group["eps_hat"] else 1 if group["eps_in_sqrt"] else 0
-    return _hp_common(group, grad_scale) + [
-        float(group["decoupled_weight_decay"]), 1 - lr * wd, 1 - beta1, beta2, 1 - beta2,
-        float(group["amsgrad"]), float(form), _f(group["eps"]), lr, beta1,
-        float(group["bias_correction"])]
-
-
-_RULES = {
-    "sgd": (_Rule("sgd", ("momentum_buffer",)), _sgd_hp),
-    "adagrad": (_Rule("adagrad", ("sum",)), _adagrad_hp),
-    "rmsprop": (_Rule("rmsprop", ("square_avg", "grad_avg", "momentum_buffer")), _rmsprop_hp),
-    "adadelta": (_Rule("adadelta", ("square_avg", "acc_delta")), _adadelta_hp),
-    "adam": (_Rule("adam", ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")), _adam_hp),
-}
-_RULES["adamw"] = _RULES["adam"]
-
-
 _STEP_DTYPES = {torch.float32: 1, torch.float64: 2}
 
 
@@ -254,39 +197,46 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
     group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
     equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step)."""
-    name = optimizer.name
+    spec = optimizer.algorithm
     if fused is None:
         fused = bool(group.get("fused"))
-    if fused and name in _RULES and params and not _is_dtensor(params[0]) \
+    if fused and params and not _is_dtensor(params[0]) \
             and (params[0].is_cuda or _TRITON_ON_CPU):
         triton_path = _triton_or_warn()
         if triton_path is not None:
-            triton_path.update(optimizer, group, params, grads, states, grad_scale,
+            def fallback(rest):
+                _reference_update(spec, group, [params[i] for i in rest],
+                                  [grads[i] for i in rest], [states[i] for i in rest], grad_scale)
+                cast_state(optimizer, group, [states[i] for i in rest])
+
+            triton_path.update(spec, group, params, grads, states, grad_scale, fallback,
                                interpret_cpu=_TRITON_ON_CPU)
             return
-    if not fused or name not in _RULES or _ckernel.failed():
-        _reference_update(optimizer, group, params, grads, states, grad_scale)
+    if not fused or _ckernel.failed():
+        _reference_update(spec, group, params, grads, states, grad_scale)
         cast_state(optimizer, group, states)  # state made by this step (SGD's buffer)
         return
-    rule, make_hp = _RULES[name]
-    is_sgd = name == "sgd"
-    momentum = _f(group["momentum"]) if is_sgd else 0.0
+    # a state the first step makes from the gradient (SGD's momentum buffer), where used
+    made = spec.grad_initialised_state
+    if made is not None and made not in spec.required_state(group):
+        made = None
     if any(map(_is_dtensor, params)):
         # FSDP2 / DTensor: the kernel works on each rank's local shard (same storage). A state
-        # made by this step (SGD's first momentum buffer) must be a DTensor: reference path.
-        if is_sgd and momentum != 0 and any(st.get("momentum_buffer") is None for st in states):
-            _reference_update(optimizer, group, params, grads, states, grad_scale)
+        # made by this step must be a DTensor: reference path.
+        if made is not None and any(st.get(made) is None for st in states):
+            _reference_update(spec, group, params, grads, states, grad_scale)
             return
         params, grads = list(map(_local, params)), list(map(_local, grads))
         states = [{k: _local(v) for k, v in st.items()} for st in states]
     nthreads = torch.get_num_threads()
-    plan = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
-    if plan is not None and not (is_sgd and momentum != 0 and plan[0][2] is None):
+    plan = _whole_group_plan(params, grads, states, spec.state_keys, spec.counts_steps)
+    if plan is not None and not (made is not None
+                                 and plan[0][2 + spec.state_keys.index(made)] is None):
         columns, mode, steps, step_dtype = plan
         lib = _kernel_or_warn(mode)
         if lib is not None:
-            _call_columns(getattr(lib, f"adaptim_{rule.kernel}"), mode, columns, steps,
-                          step_dtype, make_hp(group, grad_scale, False), nthreads)
+            _call_columns(getattr(lib, f"adaptim_{spec.name}"), mode, columns, steps,
+                          step_dtype, spec.hp(group, grad_scale, False), nthreads)
             return
     # The general path: tensor by tensor (first SGD step, mixed dtypes or layouts, complex).
     state_dtype = group.get("state_dtype")
@@ -295,14 +245,14 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     operands: list[list[Tensor | None]] = []
     for i, (p, g, st) in enumerate(zip(params, grads, states)):
         init = False
-        if is_sgd and momentum != 0 and st.get("momentum_buffer") is None:
+        if made is not None and st.get(made) is None:
             # torch.optim.SGD starts the buffer at the first gradient: the kernel writes v ← g
-            st["momentum_buffer"] = torch.empty_like(
+            st[made] = torch.empty_like(
                 p, dtype=state_dtype if state_dtype is not None and not p.is_complex() else None)
             init = True
-        ops, mode = _operands(p, g, st, rule.state_keys)
+        ops, mode = _operands(p, g, st, spec.state_keys)
         step_dtype = 0
-        if mode is not None and not is_sgd:
+        if mode is not None and spec.counts_steps:
             step = st["step"]
             if not isinstance(step, Tensor):  # a number from an old checkpoint
                 step = st["step"] = torch.tensor(float(step), dtype=scalar_dtype())
@@ -314,7 +264,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
                 ops.append(step)
         if mode is None:
             if init:
-                del st["momentum_buffer"]
+                del st[made]
             rest.append(i)
             operands.append(None)
             continue
@@ -325,15 +275,15 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
         if lib is None:  # no compiler: the reference path, after one warning
             if init:
                 for i in idx:
-                    del states[i]["momentum_buffer"]
+                    del states[i][made]
             rest.extend(idx)
             continue
         # one call for the whole bucket (normally the whole group): the kernel increments each
         # state["step"] and reads it for the bias corrections / lr decay
-        _call(getattr(lib, f"adaptim_{rule.kernel}"), mode, [operands[i] for i in idx],
-              2 + len(rule.state_keys), step_dtype, make_hp(group, grad_scale, init), nthreads)
+        _call(getattr(lib, f"adaptim_{spec.name}"), mode, [operands[i] for i in idx],
+              2 + len(spec.state_keys), step_dtype, spec.hp(group, grad_scale, init), nthreads)
     if rest:
-        _reference_update(optimizer, group, [params[i] for i in rest], [grads[i] for i in rest],
+        _reference_update(spec, group, [params[i] for i in rest], [grads[i] for i in rest],
                           [states[i] for i in rest], grad_scale)
         cast_state(optimizer, group, [states[i] for i in rest])
 
@@ -347,8 +297,6 @@ def _local(t):
     return t.to_local() if _is_dtensor(t) else t
 
 
-_IS_CPU = operator.attrgetter("is_cpu")
-_DTYPE = operator.attrgetter("dtype")
 
 
 def _whole_group_plan(params, grads, states, keys, with_step):

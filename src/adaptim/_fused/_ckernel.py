@@ -21,16 +21,18 @@ import time
 import warnings
 from pathlib import Path
 
+from adaptim.algorithms import ALGORITHMS
+
 __all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ("kernels.c", "kernels_body.h")
+SOURCES = ("kernels.c", "kernels_body.h", "hp_fields.h")
 # No -ffast-math: float64 must stay exact to 1e-12 and fp32 within an ulp or two of torch;
 # -ffp-contract=off forbids FMAs the source does not write; -fno-math-errno lets sqrt vectorise
 # (it only drops the errno write, not any rounding).
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
          "-shared")
-RULES = ("sgd", "adagrad", "rmsprop", "adadelta", "adam")
+RULES = tuple(ALGORITHMS)  # each exported as adaptim_<rule> (ADAPTIM_RULES in hp_fields.h)
 ABI_VERSION = 2
 
 MODES = (0, 1, 2)

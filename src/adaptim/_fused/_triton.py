@@ -3,15 +3,16 @@
 :func:`update` applies one optimizer's rule to a parameter group with ONE kernel launch per
 group and step (one per (device, dtypes) bucket in a mixed group): every chunk of every tensor
 is one program, so 5,000 small tensors are one launch like one large tensor. Per step the host
-builds one small int64 table (the C kernel's hyperparameter layout from ``_sgd_hp`` ...
-``_adam_hp``, then per tensor its operands' data pointers and its step-dependent scalars) and
+builds one small int64 table (the algorithm spec's named hyperparameter fields, as the C kernel
+gets them, then per tensor its operands' data pointers and its step-dependent scalars) and
 copies it to the device; the chunk table ``(tensor, first element, numel)`` depends only on the
 tensor sizes and is cached per group on the device.
 
 Step counters stay where torch.optim keeps them for a non-capturable optimizer (0-d CPU
 tensors): the host increments them (one numpy operation on their addresses) and computes per
 tensor, in float64 exactly as :mod:`adaptim.functional` does, the bias corrections and step size
-(Adam) and the decayed lr (AdaGrad).
+(Adam) and the decayed lr (AdaGrad): the spec's ``tensor_scalars``. The kernels are specialised
+on the spec's ``kernel_flags``; this module names no algorithm.
 
 dtypes: float64 parameters are computed in float64, float32 in float32; float16 and bfloat16
 parameters are loaded to float32, updated in float32 and rounded once per step (as torch.optim's
@@ -21,13 +22,13 @@ is stored in its own dtype (the parameter's, or ``state_dtype``), rounded once p
 Testing seam: CPU tensors run a second copy of the kernels under Triton's interpreter (numpy);
 adaptim._fused routes CPU groups here only when its private ``_TRITON_ON_CPU`` is set (tests, or
 ``ADAPTIM_TRITON_INTERPRET=1``). The compiled kernels and Triton's settings are left alone.
+Tensors no kernel takes go to the ``fallback`` the caller passes (the reference path).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import math
 import operator
 import os
 from itertools import repeat
@@ -38,7 +39,8 @@ import torch
 import triton
 from torch import Tensor
 
-from adaptim import _fused
+from adaptim._tensors import DTYPE as _DTYPE
+from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
 
 __all__ = ["update", "launches"]
@@ -93,72 +95,8 @@ def kernels(interpret: bool):
     return mod
 
 
-# ---------------------------------------------------------------- per rule
-# The option flags (constexpr) are read from the C kernel's hp layout (see kernels_body.h);
-# the per-tensor scalars are float64 columns, computed as adaptim.functional computes them.
-def _sgd_flags(hp):
-    return dict(HAS_WD=hp[2] != 0, HAS_MOM=hp[5] != 0, NESTEROV=hp[7] != 0)
-
-
-def _sgd_scalars(hp, steps, init):
-    return np.asarray(init, dtype=np.float64).reshape(-1, 1)  # 1.0: first step, v ← g
-
-
-def _adagrad_flags(hp):
-    return dict(HAS_WD=hp[2] != 0, EPS_IN_SQRT=hp[6] != 0)
-
-
-def _adagrad_scalars(hp, steps, init):
-    return (-(hp[3] / (1 + (steps - 1) * hp[4]))).reshape(-1, 1)  # −η / (1 + (t − 1) lr_decay)
-
-
-def _rmsprop_flags(hp):
-    return dict(HAS_WD=hp[2] != 0, EPS_IN_SQRT=hp[6] != 0, CENTERED=hp[7] != 0,
-                HAS_MOM=hp[9] != 0, LR_IN_MOM=hp[10] != 0)
-
-
-def _adadelta_flags(hp):
-    return dict(HAS_WD=hp[2] != 0)
-
-
-def _adam_flags(hp):
-    wd, decoupled = hp[2] != 0, hp[3] != 0
-    return dict(HAS_WD=wd and not decoupled, DECAY_PARAM=wd and decoupled, AMSGRAD=hp[8] != 0,
-                EPS_FORM=int(hp[9]))
-
-
-def _adam_scalars(hp, steps, init):
-    """(−step size, b₂, √b₂) per tensor; b₁ = 1 − β₁ᵗ, b₂ = 1 − β₂ᵗ (1 without bias correction)."""
-    lr, beta1, beta2, form = hp[11], hp[12], hp[6], int(hp[9])
-    unique, inverse = np.unique(steps, return_inverse=True)
-    rows = []
-    for step in unique.tolist():  # Python's ** and math.sqrt, as adaptim.functional.adam
-        b1, b2 = (1 - beta1**step, 1 - beta2**step) if hp[13] != 0 else (1.0, 1.0)
-        step_size = lr * math.sqrt(b2) / b1 if form == 2 else lr / b1
-        rows.append((-step_size, b2, math.sqrt(b2)))
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)[inverse.reshape(-1)]
-
-
-def _no_scalars(hp, steps, init):
-    return None
-
-
-# kernel -> (flags, per-tensor scalars, the state keys the flags need)
-_SPECS = {
-    "sgd": (_sgd_flags, _sgd_scalars, lambda f: ("momentum_buffer",) if f["HAS_MOM"] else ()),
-    "adagrad": (_adagrad_flags, _adagrad_scalars, lambda f: ("sum",)),
-    "rmsprop": (_rmsprop_flags, _no_scalars,
-                lambda f: ("square_avg",) + (("grad_avg",) if f["CENTERED"] else ())
-                + (("momentum_buffer",) if f["HAS_MOM"] else ())),
-    "adadelta": (_adadelta_flags, _no_scalars, lambda f: ("square_avg", "acc_delta")),
-    "adam": (_adam_flags, _adam_scalars, lambda f: ("exp_avg", "exp_avg_sq")
-             + (("max_exp_avg_sq",) if f["AMSGRAD"] else ())),
-}
-
-
 # ---------------------------------------------------------------- host side
 _DEVICE = operator.attrgetter("device")
-_DTYPE, _IS_CPU = _fused._DTYPE, _fused._IS_CPU
 _chunk_cache: dict[tuple, Tensor] = {}
 _CHUNK_CACHE_SIZE = 64
 
@@ -328,41 +266,38 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
                                        enable_fp_fusion=False)
 
 
-def update(optimizer, group: dict, params: list[Tensor], grads: list[Tensor],
-           states: list[dict], grad_scale: float, interpret_cpu: bool = False) -> None:
-    """``optimizer``'s rule on one group (real views ``params``/``grads``), gradients times
-    ``grad_scale`` on the fly, every step incremented. CUDA tensors go through the compiled
-    Triton kernels, CPU tensors (with ``interpret_cpu``) through the same kernels in Triton's
-    interpreter; any other tensor through the unfused reference path."""
-    rule, make_hp = _fused._RULES[optimizer.name]
-    hp = make_hp(group, grad_scale, False)
-    name = rule.kernel
-    flags_of, scalars_of, needed_of = _SPECS[name]
-    flags = flags_of(hp)
-    needed = needed_of(flags)
-    is_sgd = name == "sgd"
+def update(spec, group: dict, params: list[Tensor], grads: list[Tensor], states: list[dict],
+           grad_scale: float, fallback, interpret_cpu: bool = False) -> None:
+    """The rule of ``spec`` (an :class:`adaptim.algorithms.Algorithm`) on one group (real views
+    ``params``/``grads``), gradients times ``grad_scale`` on the fly, every step incremented.
+    CUDA tensors go through the compiled Triton kernels, CPU tensors (with ``interpret_cpu``)
+    through the same kernels in Triton's interpreter; the indices of any other tensor are
+    passed to ``fallback(indices)`` (the reference path)."""
+    hp = spec.hp(group, grad_scale)
+    flags = spec.kernel_flags(group)
+    needed = spec.required_state(group) - {"step"}
+    made = spec.grad_initialised_state
     init = set()
-    if is_sgd and flags["HAS_MOM"]:
-        # torch.optim.SGD starts the buffer at the first gradient: the kernel writes v ← g
+    if made is not None and made in needed:
+        # the first step makes this state from the gradient (torch.optim.SGD's momentum
+        # buffer): the kernel writes it
         state_dtype = group.get("state_dtype")
         for i, (p, st) in enumerate(zip(params, states)):
-            if st.get("momentum_buffer") is None:
-                st["momentum_buffer"] = torch.zeros_like(
+            if st.get(made) is None:
+                st[made] = torch.zeros_like(
                     p, dtype=None if p.is_complex() else state_dtype)  # no complex bfloat16
                 init.add(i)
 
     def device_ok(device):
         return device.type == "cuda" or (interpret_cpu and device.type == "cpu")
 
-    buckets, rest = _buckets(params, grads, states, rule.state_keys, needed, device_ok)
+    buckets, rest = _buckets(params, grads, states, spec.state_keys, needed, device_ok)
     for (device, pk, sk), (idx, columns) in buckets.items():
-        steps = None if is_sgd else _advance_steps([states[i] for i in idx])
-        scalars = scalars_of(hp, steps, [float(i in init) for i in idx])
-        _launch(name, device.type == "cpu", device, pk, sk, flags, hp, columns, scalars)
+        steps = _advance_steps([states[i] for i in idx]) if spec.counts_steps else None
+        scalars = spec.tensor_scalars(group, steps, [float(i in init) for i in idx])
+        _launch(spec.name, device.type == "cpu", device, pk, sk, flags, hp, columns, scalars)
     if rest:
         for i in rest:
             if i in init:  # the reference path makes its own first buffer
-                del states[i]["momentum_buffer"]
-        _fused._reference_update(optimizer, group, [params[i] for i in rest],
-                                 [grads[i] for i in rest], [states[i] for i in rest], grad_scale)
-        _fused.cast_state(optimizer, group, [states[i] for i in rest])
+                del states[i][made]
+        fallback(rest)

@@ -5,7 +5,8 @@ launch gets three tensors:
 
 - ``chunks`` (int64, cached per group): one row ``(tensor index, first element, numel)`` per chunk;
 - ``table`` (int64) and ``table_f64`` (the same memory viewed as float64), built on the host each
-  step: ``HP_SLOTS`` hyperparameters (the C kernel's hp layout, as float64), then one record of
+  step: ``HP_SLOTS`` hyperparameter slots (the spec's named fields, read here by name as
+  ``ADAM_LR`` from the generated :mod:`._hp_fields`, as float64), then one record of
   ``RECORD`` slots per tensor: the data pointers of its operands (param, grad, state...) and
   its step-dependent scalars (float64: bias corrections, decayed lr, SGD's first-step flag).
 
@@ -26,7 +27,13 @@ Storage kinds (``PK`` parameter and gradient, ``SK`` state): 0 float64, 1 float3
 import triton
 import triton.language as tl
 
-HP_SLOTS = tl.constexpr(16)  # hyperparameter slots before the first record (the longest hp has 14)
+from adaptim._fused._hp_fields import (
+    ADADELTA_EPS, ADADELTA_NEG_LR, ADADELTA_ONE_MINUS_RHO, ADADELTA_RHO, ADAGRAD_EPS,
+    ADAM_BETA2, ADAM_DECAY_FACTOR, ADAM_EPS, ADAM_ONE_MINUS_BETA1, ADAM_ONE_MINUS_BETA2,
+    HP_GRAD_SCALE, HP_WEIGHT_DECAY, RMSPROP_ALPHA, RMSPROP_EPS, RMSPROP_LR, RMSPROP_MOMENTUM,
+    RMSPROP_NEG_LR, RMSPROP_ONE_MINUS_ALPHA, SGD_MOMENTUM, SGD_NEG_LR, SGD_ONE_MINUS_DAMPENING)
+
+HP_SLOTS = tl.constexpr(16)  # hyperparameter slots before the first record (>= every HP_COUNT)
 
 
 # ---------------------------------------------------------------- helpers
@@ -54,7 +61,7 @@ def _addr(table, t, j, RECORD: tl.constexpr):
 
 @triton.jit
 def _hp(table_f64, i, PK: tl.constexpr):
-    """Hyperparameter i rounded to the arithmetic type (as the C kernel's (T)hp[i])."""
+    """Hyperparameter field i rounded to the arithmetic type (as the C kernel's (T)hp[i])."""
     x = tl.load(table_f64 + i)
     if PK != 0:
         x = x.to(tl.float32)
@@ -133,10 +140,10 @@ def _sqrt(x, PK: tl.constexpr):
 
 @triton.jit
 def _grad(G, P, table_f64, PK: tl.constexpr, HAS_WD: tl.constexpr):
-    """g ← ±(grad · grad_scale) [+ λ θ]; hp[0] = ±grad_scale, hp[1] = λ."""
-    g = G * _hp(table_f64, 0, PK)
+    """g ← ±(grad · grad_scale) [+ λ θ] (the common fields GRAD_SCALE and WEIGHT_DECAY)."""
+    g = G * _hp(table_f64, HP_GRAD_SCALE, PK)
     if HAS_WD:
-        g = tl.fma(_hp(table_f64, 1, PK), P, g)
+        g = tl.fma(_hp(table_f64, HP_WEIGHT_DECAY, PK), P, g)
     return g
 
 
@@ -154,8 +161,7 @@ def _lerp(start, end, w):
 def sgd_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
                BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, HAS_MOM: tl.constexpr,
                NESTEROV: tl.constexpr):
-    """SGD. Record: P, G, BUF, init (1.0: first step, v ← g). hp: [gs, wd, has_wd, -lr,
-    momentum, has_momentum, 1-dampening, nesterov, init]."""
+    """SGD. Record: P, G, BUF, init (1.0: first step, v ← g). hp: the SGD_* fields."""
     RECORD: tl.constexpr = 4
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
@@ -163,23 +169,24 @@ def sgd_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
     g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
     d = g
     if HAS_MOM:
-        mom = _hp(table_f64, 4, PK)
+        mom = _hp(table_f64, SGD_MOMENTUM, PK)
         b_addr = _addr(table, t, 2, RECORD)
-        v = tl.fma(_hp(table_f64, 6, PK), g, _load(b_addr, offs, mask, SK, ALIGNED) * mom)
+        v = tl.fma(_hp(table_f64, SGD_ONE_MINUS_DAMPENING, PK), g,
+                   _load(b_addr, offs, mask, SK, ALIGNED) * mom)
         v = tl.where(_scalar(table_f64, t, 3, RECORD, PK) != 0, g, v)
         _store(b_addr, offs, v, mask, SK, ALIGNED)
         if NESTEROV:
             d = tl.fma(mom, v, g)
         else:
             d = v
-    _store(p_addr, offs, tl.fma(_hp(table_f64, 3, PK), d, P), mask, PK, ALIGNED)
+    _store(p_addr, offs, tl.fma(_hp(table_f64, SGD_NEG_LR, PK), d, P), mask, PK, ALIGNED)
 
 
 @triton.jit
 def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
                    BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr):
-    """AdaGrad. Record: P, G, SUM, −η_t (η_t = η / (1 + (t − 1) lr_decay)). hp: [gs, wd, has_wd,
-    lr, lr_decay, eps, eps_in_sqrt]."""
+    """AdaGrad. Record: P, G, SUM, −η_t (η_t = η / (1 + (t − 1) lr_decay)).
+    hp: the ADAGRAD_* fields."""
     RECORD: tl.constexpr = 4
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
@@ -188,7 +195,7 @@ def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
     g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
     s = tl.fma(g, g, _load(s_addr, offs, mask, SK, ALIGNED))
     _store(s_addr, offs, s, mask, SK, ALIGNED)
-    eps = _hp(table_f64, 5, PK)
+    eps = _hp(table_f64, ADAGRAD_EPS, PK)
     if EPS_IN_SQRT:
         std = _sqrt(s + eps, PK)
     else:
@@ -201,16 +208,17 @@ def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
 def rmsprop_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
                    BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
                    CENTERED: tl.constexpr, HAS_MOM: tl.constexpr, LR_IN_MOM: tl.constexpr):
-    """RMSProp. Record: P, G, SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER. hp: [gs, wd, has_wd, alpha,
-    1-alpha, eps, eps_in_sqrt, centered, momentum, has_momentum, lr_in_momentum, lr, -lr]."""
+    """RMSProp. Record: P, G, SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER. hp: the RMSPROP_*
+    fields."""
     RECORD: tl.constexpr = 5
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
     sq_addr = _addr(table, t, 2, RECORD)
     P = _load(p_addr, offs, mask, PK, ALIGNED)
     g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
-    w = _hp(table_f64, 4, PK)
-    sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 3, PK))
+    w = _hp(table_f64, RMSPROP_ONE_MINUS_ALPHA, PK)
+    sq = tl.fma(w * g, g,
+                _load(sq_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, RMSPROP_ALPHA, PK))
     _store(sq_addr, offs, sq, mask, SK, ALIGNED)
     s = sq
     if CENTERED:
@@ -219,31 +227,31 @@ def rmsprop_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
         _store(ga_addr, offs, ga, mask, SK, ALIGNED)
         s = tl.fma(-ga, ga, sq)
         s = tl.where(s < 0, 0.0, s)  # rounding can make E[g²] − E[g]² < 0; NaN passes
-    eps = _hp(table_f64, 5, PK)
+    eps = _hp(table_f64, RMSPROP_EPS, PK)
     if EPS_IN_SQRT:
         avg = _sqrt(s + eps, PK)
     else:
         avg = _sqrt(s, PK) + eps
     if HAS_MOM:
         mb_addr = _addr(table, t, 4, RECORD)
-        mb = _load(mb_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 8, PK)
+        mb = _load(mb_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, RMSPROP_MOMENTUM, PK)
         if LR_IN_MOM:
-            mb = mb + _div(_hp(table_f64, 11, PK) * g, avg, PK)
+            mb = mb + _div(_hp(table_f64, RMSPROP_LR, PK) * g, avg, PK)
             _store(mb_addr, offs, mb, mask, SK, ALIGNED)
             P = P - mb
         else:
             mb = mb + _div(g, avg, PK)
             _store(mb_addr, offs, mb, mask, SK, ALIGNED)
-            P = tl.fma(_hp(table_f64, 12, PK), mb, P)
+            P = tl.fma(_hp(table_f64, RMSPROP_NEG_LR, PK), mb, P)
     else:
-        P = P + _div(_hp(table_f64, 12, PK) * g, avg, PK)
+        P = P + _div(_hp(table_f64, RMSPROP_NEG_LR, PK) * g, avg, PK)
     _store(p_addr, offs, P, mask, PK, ALIGNED)
 
 
 @triton.jit
 def adadelta_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
                     BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr):
-    """AdaDelta. Record: P, G, SQUARE_AVG, ACC_DELTA. hp: [gs, wd, has_wd, rho, 1-rho, eps, -lr]."""
+    """AdaDelta. Record: P, G, SQUARE_AVG, ACC_DELTA. hp: the ADADELTA_* fields."""
     RECORD: tl.constexpr = 4
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
@@ -251,9 +259,9 @@ def adadelta_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr
     ad_addr = _addr(table, t, 3, RECORD)
     P = _load(p_addr, offs, mask, PK, ALIGNED)
     g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
-    rho = _hp(table_f64, 3, PK)
-    w = _hp(table_f64, 4, PK)
-    eps = _hp(table_f64, 5, PK)
+    rho = _hp(table_f64, ADADELTA_RHO, PK)
+    w = _hp(table_f64, ADADELTA_ONE_MINUS_RHO, PK)
+    eps = _hp(table_f64, ADADELTA_EPS, PK)
     sq = tl.fma(w * g, g, _load(sq_addr, offs, mask, SK, ALIGNED) * rho)
     _store(sq_addr, offs, sq, mask, SK, ALIGNED)
     std = _sqrt(sq + eps, PK)
@@ -261,7 +269,8 @@ def adadelta_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr
     delta = _div(_sqrt(ad + eps, PK), std, PK) * g
     ad = tl.fma(w * delta, delta, ad * rho)
     _store(ad_addr, offs, ad, mask, SK, ALIGNED)
-    _store(p_addr, offs, tl.fma(_hp(table_f64, 6, PK), delta, P), mask, PK, ALIGNED)
+    _store(p_addr, offs, tl.fma(_hp(table_f64, ADADELTA_NEG_LR, PK), delta, P), mask, PK,
+           ALIGNED)
 
 
 @triton.jit
@@ -269,8 +278,7 @@ def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
                 BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, DECAY_PARAM: tl.constexpr,
                 AMSGRAD: tl.constexpr, EPS_FORM: tl.constexpr):
     """Adam/AdamW/AMSGrad. Record: P, G, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, −step size,
-    b₂ = 1 − β₂ᵗ, √b₂. hp: [gs, wd, has_wd, decoupled, 1-lr·wd, 1-beta1, beta2, 1-beta2,
-    amsgrad, eps_form (0 torch, 1 eps_in_sqrt, 2 eps_hat), eps, lr, beta1, bias_correction]."""
+    b₂ = 1 − β₂ᵗ, √b₂. hp: the ADAM_* fields."""
     RECORD: tl.constexpr = 8
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
     p_addr = _addr(table, t, 0, RECORD)
@@ -278,11 +286,13 @@ def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
     v_addr = _addr(table, t, 3, RECORD)
     P = _load(p_addr, offs, mask, PK, ALIGNED)
     if DECAY_PARAM:  # AdamW: θ ← θ (1 − η λ)
-        P = P * _hp(table_f64, 4, PK)
+        P = P * _hp(table_f64, ADAM_DECAY_FACTOR, PK)
     g = _grad(_load(_addr(table, t, 1, RECORD), offs, mask, PK, ALIGNED), P, table_f64, PK, HAS_WD)
-    m = _lerp(_load(m_addr, offs, mask, SK, ALIGNED), g, _hp(table_f64, 5, PK))
+    m = _lerp(_load(m_addr, offs, mask, SK, ALIGNED), g,
+              _hp(table_f64, ADAM_ONE_MINUS_BETA1, PK))
     _store(m_addr, offs, m, mask, SK, ALIGNED)
-    v = tl.fma(_hp(table_f64, 7, PK) * g, g, _load(v_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, 6, PK))
+    v = tl.fma(_hp(table_f64, ADAM_ONE_MINUS_BETA2, PK) * g, g,
+               _load(v_addr, offs, mask, SK, ALIGNED) * _hp(table_f64, ADAM_BETA2, PK))
     _store(v_addr, offs, v, mask, SK, ALIGNED)
     if AMSGRAD:  # torch.maximum: NaN if either is NaN
         vm_addr = _addr(table, t, 4, RECORD)
@@ -290,7 +300,7 @@ def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
         vm = tl.where(vm != vm, vm, tl.where(v != v, v, tl.where(vm > v, vm, v)))
         _store(vm_addr, offs, vm, mask, SK, ALIGNED)
         v = vm
-    eps = _hp(table_f64, 10, PK)
+    eps = _hp(table_f64, ADAM_EPS, PK)
     if EPS_FORM == 0:
         denom = _div(_sqrt(v, PK), _scalar(table_f64, t, 7, RECORD, PK), PK) + eps
     elif EPS_FORM == 1:

@@ -167,11 +167,7 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
         return for_all_segments(SEG(rule), ptrs, n, sizes, steps, step_dtype, hp, nthreads);\
     }
 
-EXPORT(sgd)
-EXPORT(adagrad)
-EXPORT(rmsprop)
-EXPORT(adadelta)
-EXPORT(adam)
+ADAPTIM_RULES(EXPORT)
 
 int adaptim_abi_version(void) { return 2; }
 int adaptim_mode(void) { return ADAPTIM_MODE; }

@@ -1,16 +1,5 @@
-r"""AdaDelta (Zeiler, 2012).
-
-Update rule::
-
-    g ← ±∇f(θ) + λ θ
-    E[g²]  ← ρ E[g²] + (1 − ρ) g²                        (state ``square_avg``)
-    Δ ← √(E[Δθ²] + ε) / √(E[g²] + ε) · g                  (unit-correcting ratio)
-    E[Δθ²] ← ρ E[Δθ²] + (1 − ρ) Δ²                       (state ``acc_delta``)
-    θ ← θ − η Δ
-
-Zeiler's algorithm has no learning rate (η = 1, torch's default); TF/Keras scale by η = 0.001.
-Every framework puts ε inside both square roots, as here.
-"""
+"""The reference rule of AdaDelta: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.adadelta`."""
 
 from __future__ import annotations
 
@@ -33,6 +22,7 @@ def adadelta_tensor(
     eps: float,
     weight_decay: float,
     maximize: bool,
+    differentiable: bool = False,
 ) -> Tensor:
     """One AdaDelta step on one real tensor, in place; returns the update Δ (a temporary)."""
     if maximize:
@@ -41,7 +31,10 @@ def adadelta_tensor(
         grad = grad.add(param, alpha=weight_decay)
     square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
     std = square_avg.add(eps).sqrt_()
-    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+    delta = acc_delta.add(eps).sqrt_()
+    if differentiable:
+        delta = delta.clone()  # sqrt_'s result is saved for backward; keep it unmodified
+    delta.div_(std).mul_(grad)
     acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
     param.add_(delta, alpha=-lr)
     return delta
@@ -59,6 +52,7 @@ def adadelta(
     eps: float = 1e-6,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """Functional AdaDelta over lists of real tensors; increments each ``state_steps`` tensor."""
     # Keep each tensor's Δ alive until the next one exists (as torch.optim's loop does): freeing
@@ -68,7 +62,8 @@ def adadelta(
     for i, param in enumerate(params):
         state_steps[i] += 1
         delta = adadelta_tensor(param, grads[i], square_avgs[i], acc_deltas[i], lr=lr, rho=rho,
-                                eps=eps, weight_decay=weight_decay, maximize=maximize)
+                                eps=eps, weight_decay=weight_decay, maximize=maximize,
+                                differentiable=differentiable)
     del delta
 
 
@@ -84,9 +79,13 @@ def adadelta_foreach(
     eps: float = 1e-6,
     weight_decay: float = 0.0,
     maximize: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """:func:`adadelta` with multi-tensor ops per (device, dtype) group: torch.optim's
     ``foreach=True`` bits."""
+    if differentiable:
+        raise ValueError("the multi-tensor rule does not record autograd; "
+                         "differentiable steps take the per-tensor rule")
     if not params:
         return
     for dev_params, dev_grads, dev_square_avgs, dev_acc_deltas, dev_steps in by_device_and_dtype(

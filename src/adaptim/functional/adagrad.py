@@ -1,15 +1,5 @@
-r"""AdaGrad (Duchi, Hazan & Singer, 2011).
-
-Update rule, step t (1-based)::
-
-    g ← ±∇f(θ) + λ θ
-    η_t ← η / (1 + (t − 1) · lr_decay)
-    G ← G + g²                                   (state key ``sum``)
-    θ ← θ − η_t g / (√G + ε)        eps_in_sqrt=False  (PyTorch)
-    θ ← θ − η_t g / √(G + ε)        eps_in_sqrt=True   (Keras, optax)
-
-G starts at ``initial_accumulator_value`` (torch 0, TF1/Keras/optax 0.1).
-"""
+"""The reference rule of AdaGrad: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.adagrad`."""
 
 from __future__ import annotations
 
@@ -33,16 +23,39 @@ def adagrad_tensor(
     eps: float,
     maximize: bool,
     eps_in_sqrt: bool,
+    differentiable: bool = False,
 ) -> None:
     """One AdaGrad step on one real tensor, in place; ``step`` is the 1-based count after this step."""
     if maximize:
         grad = -grad
     if weight_decay != 0:
+        if grad.is_sparse:
+            raise RuntimeError("weight_decay option is not compatible with sparse gradients")
         grad = grad.add(param, alpha=weight_decay)
     clr = lr / (1 + (step - 1) * lr_decay)
+    if grad.is_sparse:
+        _sparse_step(param, grad, state_sum, clr, eps, eps_in_sqrt)
+        return
     state_sum.addcmul_(grad, grad, value=1)
-    std = state_sum.add(eps).sqrt_() if eps_in_sqrt else state_sum.sqrt().add_(eps)
+    if eps_in_sqrt:
+        std = state_sum.add(eps).sqrt_()
+    elif differentiable:
+        std = state_sum.sqrt() + eps  # sqrt's result is saved for backward: no in-place add
+    else:
+        std = state_sum.sqrt().add_(eps)
     param.addcdiv_(grad, std, value=-clr)
+
+
+def _sparse_step(param: Tensor, grad: Tensor, state_sum: Tensor, clr, eps: float,
+                 eps_in_sqrt: bool) -> None:
+    """torch.optim.Adagrad's sparse update: G and θ change only at the gradient's indices."""
+    grad = grad.coalesce()  # the update is non-linear, so indices must be unique
+    indices, values = grad._indices(), grad._values()
+    sparse = lambda v: torch.sparse_coo_tensor(indices, v, grad.size())
+    state_sum.add_(sparse(values.pow(2)))
+    std_values = state_sum.sparse_mask(grad)._values()
+    std_values = std_values.add_(eps).sqrt_() if eps_in_sqrt else std_values.sqrt_().add_(eps)
+    param.add_(sparse(values / std_values), alpha=-clr)
 
 
 def adagrad(
@@ -57,13 +70,14 @@ def adagrad(
     eps: float = 1e-10,
     maximize: bool = False,
     eps_in_sqrt: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """Functional AdaGrad over lists of real tensors; increments each ``state_steps`` tensor."""
     for i, param in enumerate(params):
         state_steps[i] += 1
         adagrad_tensor(param, grads[i], state_sums[i], int(state_steps[i].item()), lr=lr,
                        lr_decay=lr_decay, weight_decay=weight_decay, eps=eps, maximize=maximize,
-                       eps_in_sqrt=eps_in_sqrt)
+                       eps_in_sqrt=eps_in_sqrt, differentiable=differentiable)
 
 
 def adagrad_foreach(
@@ -78,10 +92,14 @@ def adagrad_foreach(
     eps: float = 1e-10,
     maximize: bool = False,
     eps_in_sqrt: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """:func:`adagrad` with multi-tensor ops per (device, dtype) group: torch.optim's
     ``foreach=True`` bits (which scale g by −η_t before the division, one rounding apart from
     the per-tensor rule)."""
+    if differentiable:
+        raise ValueError("the multi-tensor rule does not record autograd; "
+                         "differentiable steps take the per-tensor rule")
     if not params:
         return
     for dev_params, dev_grads, dev_sums, dev_steps in by_device_and_dtype(

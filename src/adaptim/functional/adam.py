@@ -1,19 +1,5 @@
-r"""Adam (Kingma & Ba, 2015), AMSGrad (Reddi et al., 2018) and AdamW (Loshchilov & Hutter, 2019).
-
-Update rule, step t (1-based)::
-
-    θ ← θ (1 − η λ)                     decoupled_weight_decay=True (AdamW)
-    g ← ±∇f(θ) + λ θ                    decoupled_weight_decay=False (Adam + L2)
-    m ← β₁ m + (1 − β₁) g                (state ``exp_avg``)
-    v ← β₂ v + (1 − β₂) g²               (state ``exp_avg_sq``)
-    v_max ← max(v_max, v)                (state ``max_exp_avg_sq``, amsgrad only; v below means v_max)
-    b₁ = 1 − β₁ᵗ,  b₂ = 1 − β₂ᵗ          (both 1 when bias_correction=False)
-    θ ← θ − η (m/b₁) / (√(v/b₂) + ε)              default (PyTorch, optax, Algorithm 1 of the paper)
-    θ ← θ − η (m/b₁) / √(v/b₂ + ε)                eps_in_sqrt=True (optax's eps_root)
-    θ ← θ − η (√b₂ / b₁) · m / (√v + ε̂)           eps_hat=True (TF1, Keras: "epsilon hat", §2 of the paper)
-
-With bias_correction=False and β₁ = 0 this is exactly RMSProp with α = β₂.
-"""
+"""The reference rule of Adam, AMSGrad and AdamW: the update, per tensor, with torch operations.
+The math, the state and the options are in :mod:`adaptim.algorithms.adam`."""
 
 from __future__ import annotations
 
@@ -78,6 +64,55 @@ def adam_tensor(
     param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
+def _adam_tensor_differentiable(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sqs, i, step,
+                                *, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                decoupled_weight_decay, eps_in_sqrt, eps_hat,
+                                bias_correction) -> None:
+    """One Adam step in torch.optim's differentiable form (``_single_tensor_adam`` with
+    differentiable=True), extended to adaptim's ε placements; ``step`` is the step tensor."""
+    if maximize:
+        grad = -grad
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            param.mul_(1 - lr * weight_decay)
+        elif isinstance(weight_decay, Tensor) and weight_decay.requires_grad:
+            grad = grad.addcmul_(param.clone(), weight_decay)
+        else:
+            grad = grad.add(param, alpha=weight_decay)
+    device_beta1 = beta1
+    if isinstance(beta1, Tensor):  # as torch: beta1 in the parameter's dtype for lerp_
+        device_beta1 = beta1.to(device=param.device, dtype=param.dtype)
+    exp_avg.lerp_(grad, 1 - device_beta1)
+    if isinstance(beta2, Tensor) and beta2.requires_grad:
+        exp_avg_sq.lerp_(torch.square(grad), weight=1 - beta2)  # addcmul_ takes no tensor value
+    else:
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    # beta ** step.clone() where beta requires grad: pow saves its exponent, which += changes
+    power = lambda beta: beta ** (step.clone() if isinstance(beta, Tensor)
+                                  and beta.requires_grad else step)
+    if bias_correction:
+        bias_correction1, bias_correction2 = 1 - power(beta1), 1 - power(beta2)
+    else:
+        bias_correction1 = bias_correction2 = torch.ones((), dtype=step.dtype)
+    bias_correction2_sqrt = bias_correction2.sqrt()
+    step_size_neg = (lr / bias_correction1).neg()
+    if amsgrad:
+        previous = max_exp_avg_sqs[i].clone()
+        max_exp_avg_sqs[i].copy_(torch.maximum(previous, exp_avg_sq))
+        second = max_exp_avg_sqs[i]
+    else:
+        second = exp_avg_sq
+    # param += exp_avg / denom with denom = (√v̂ + ε) / (−η/b₁), folded as torch folds it
+    if eps_hat:
+        denom = second.sqrt().add(eps).div(bias_correction2_sqrt * step_size_neg)
+    elif eps_in_sqrt:
+        denom = (second / bias_correction2).add_(eps).sqrt() / step_size_neg
+    else:
+        denom = (second.sqrt() / (bias_correction2_sqrt * step_size_neg)).add_(
+            eps / step_size_neg)
+    param.addcdiv_(exp_avg.clone(), denom)
+
+
 def adam(
     params: list[Tensor],
     grads: list[Tensor],
@@ -86,9 +121,9 @@ def adam(
     max_exp_avg_sqs: list[Tensor | None],
     state_steps: list[Tensor],
     *,
-    lr: float = 1e-3,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
+    lr: float | Tensor = 1e-3,
+    beta1: float | Tensor = 0.9,
+    beta2: float | Tensor = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = False,
@@ -97,8 +132,19 @@ def adam(
     eps_in_sqrt: bool = False,
     eps_hat: bool = False,
     bias_correction: bool = True,
+    differentiable: bool = False,
 ) -> None:
     """Functional Adam/AdamW over lists of real tensors; increments each ``state_steps`` tensor."""
+    if differentiable:
+        for i, param in enumerate(params):
+            state_steps[i] += 1
+            _adam_tensor_differentiable(
+                param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs, i,
+                state_steps[i], lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
+                decoupled_weight_decay=decoupled_weight_decay, eps_in_sqrt=eps_in_sqrt,
+                eps_hat=eps_hat, bias_correction=bias_correction)
+        return
     for i, param in enumerate(params):
         state_steps[i] += 1
         adam_tensor(param, grads[i], exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i],
@@ -127,9 +173,13 @@ def adam_foreach(
     eps_in_sqrt: bool = False,
     eps_hat: bool = False,
     bias_correction: bool = True,
+    differentiable: bool = False,
 ) -> None:
     """:func:`adam` with multi-tensor ops, one pass per operation per (device, dtype) group:
     torch.optim's ``foreach=True`` bits for the options torch has."""
+    if differentiable:
+        raise ValueError("the multi-tensor rule does not record autograd; "
+                         "differentiable steps take the per-tensor rule")
     if not params:
         return
     for (dev_params, dev_grads, dev_exp_avgs, dev_exp_avg_sqs, dev_max_exp_avg_sqs,

@@ -1,20 +1,5 @@
-r"""RMSProp (Tieleman & Hinton 2012; centered form: Graves 2013).
-
-Update rule::
-
-    g ← ±∇f(θ) + λ θ
-    E[g²] ← α E[g²] + (1 − α) g²                     (state ``square_avg``; α is "rho" elsewhere)
-    E[g]  ← α E[g]  + (1 − α) g                      (state ``grad_avg``, centered only)
-    s ← max(E[g²] − E[g]², 0)   if centered  else  E[g²]   (≥ 0 exactly; the max undoes rounding)
-    r ← √s + ε          eps_in_sqrt=False  (PyTorch; the textbook *code*)
-    r ← √(s + ε)        eps_in_sqrt=True   (TF1, Keras, optax; the textbook *equation*)
-    without momentum:   θ ← θ − η g / r
-    with momentum μ:    b ← μ b + g / r ;      θ ← θ − η b     lr_in_momentum=False (PyTorch)
-                        b ← μ b + η g / r ;    θ ← θ − b       lr_in_momentum=True  (TF1, Keras, optax)
-
-The two momentum forms agree while η is constant and differ once a scheduler changes η.
-E[g²] starts at ``initial_accumulator_value`` (torch/Keras/optax 0, TF1 1.0).
-"""
+"""The reference rule of RMSProp: the update, per tensor, with torch operations. The math, the
+state and the options are in :mod:`adaptim.algorithms.rmsprop`."""
 
 from __future__ import annotations
 
@@ -42,6 +27,7 @@ def rmsprop_tensor(
     maximize: bool,
     eps_in_sqrt: bool,
     lr_in_momentum: bool,
+    differentiable: bool = False,
 ) -> None:
     """One RMSProp step on one real tensor, in place."""
     if maximize:
@@ -55,9 +41,12 @@ def rmsprop_tensor(
         # make it slightly negative when the two nearly cancel (α → 0): √ of that is NaN, as in
         # torch.optim. Clamping changes nothing where the value is ≥ 0.
         s = square_avg.addcmul(grad_avg, grad_avg, value=-1).clamp_min_(0)
-        avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_().add_(eps)
+        avg = s.add_(eps).sqrt_() if eps_in_sqrt else s.sqrt_()
     else:
-        avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt().add_(eps)
+        avg = square_avg.add(eps).sqrt_() if eps_in_sqrt else square_avg.sqrt()
+    if not eps_in_sqrt:
+        # differentiable: sqrt's result is saved for backward, so ε is added out of place
+        avg = avg.add(eps) if differentiable else avg.add_(eps)
     if momentum > 0:
         if lr_in_momentum:
             momentum_buffer.mul_(momentum).addcdiv_(grad, avg, value=lr)
@@ -86,6 +75,7 @@ def rmsprop(
     maximize: bool = False,
     eps_in_sqrt: bool = False,
     lr_in_momentum: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """Functional RMSProp over lists of real tensors; increments each ``state_steps`` tensor.
 
@@ -100,7 +90,7 @@ def rmsprop(
         rmsprop_tensor(param, grads[i], square_avgs[i], grad_avgs[i], momentum_buffers[i], lr=lr,
                        alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                        centered=centered, maximize=maximize, eps_in_sqrt=eps_in_sqrt,
-                       lr_in_momentum=lr_in_momentum)
+                       lr_in_momentum=lr_in_momentum, differentiable=differentiable)
 
 
 def rmsprop_foreach(
@@ -120,9 +110,13 @@ def rmsprop_foreach(
     maximize: bool = False,
     eps_in_sqrt: bool = False,
     lr_in_momentum: bool = False,
+    differentiable: bool = False,
 ) -> None:
     """:func:`rmsprop` with multi-tensor ops per (device, dtype) group: torch.optim's
     ``foreach=True`` bits for the options torch has."""
+    if differentiable:
+        raise ValueError("the multi-tensor rule does not record autograd; "
+                         "differentiable steps take the per-tensor rule")
     if not params:
         return
     for (dev_params, dev_grads, dev_square_avgs, dev_grad_avgs, dev_bufs,

@@ -1,16 +1,6 @@
-r"""Gradient descent, heavy-ball momentum and Nesterov momentum.
-
-Update rule (PyTorch convention, Sutskever et al. 2013 in the form torch.optim.SGD uses)::
-
-    g ← ∇f(θ) + λ θ                      (λ = weight_decay, L2 added to the gradient)
-    v ← g                                 on the first step with momentum
-    v ← μ v + (1 − τ) g                   afterwards (μ = momentum, τ = dampening)
-    d ← g + μ v   if nesterov else  v     (d = g when μ = 0)
-    θ ← θ − η d
-
-Plain gradient descent is μ = 0; "Momentum" is μ = 0.9; Nesterov accelerated gradient is the
-look-ahead form with nesterov=True.
-"""
+"""The reference rule of Gradient descent, heavy-ball momentum and Nesterov momentum: the update,
+per tensor, with torch operations. The math, the state and the options are in
+:mod:`adaptim.algorithms.sgd`."""
 
 from __future__ import annotations
 
@@ -27,10 +17,10 @@ def sgd_tensor(
     grad: Tensor,
     momentum_buffer: Tensor | None,
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float,
     dampening: float,
-    weight_decay: float,
+    weight_decay: float | Tensor,
     nesterov: bool,
     maximize: bool,
 ) -> Tensor | None:
@@ -38,14 +28,20 @@ def sgd_tensor(
     if maximize:
         grad = -grad
     if weight_decay != 0:
-        grad = grad.add(param, alpha=weight_decay)
+        if isinstance(weight_decay, Tensor) and weight_decay.requires_grad:
+            grad = grad.addcmul_(param.clone(), weight_decay)  # torch's differentiable form
+        else:
+            grad = grad.add(param, alpha=weight_decay)
     if momentum != 0:
         if momentum_buffer is None:
-            momentum_buffer = torch.clone(grad).detach()  # v_1 = g_1, as torch.optim.SGD
+            momentum_buffer = grad.detach().clone()  # v_1 = g_1, as torch.optim.SGD
         else:
             momentum_buffer.mul_(momentum).add_(grad, alpha=1 - dampening)
         grad = grad.add(momentum_buffer, alpha=momentum) if nesterov else momentum_buffer
-    param.add_(grad, alpha=-lr)
+    if isinstance(lr, Tensor) and lr.requires_grad:
+        param.addcmul_(grad, lr, value=-1)  # the gradient flows to lr
+    else:
+        param.add_(grad, alpha=-lr)
     return momentum_buffer
 
 
@@ -54,10 +50,10 @@ def sgd(
     grads: list[Tensor],
     momentum_buffers: list[Tensor | None],
     *,
-    lr: float,
+    lr: float | Tensor,
     momentum: float = 0.0,
     dampening: float = 0.0,
-    weight_decay: float = 0.0,
+    weight_decay: float | Tensor = 0.0,
     nesterov: bool = False,
     maximize: bool = False,
 ) -> None:

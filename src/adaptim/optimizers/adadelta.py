@@ -1,39 +1,27 @@
-"""adaptim.Adadelta; math in adaptim.functional.adadelta."""
+"""adaptim.Adadelta; the algorithm is :mod:`adaptim.algorithms.adadelta`."""
 
 from __future__ import annotations
 
 import torch
 
-from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
+from adaptim.algorithms import adadelta
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adadelta import adadelta, adadelta_foreach
+from adaptim.optimizers._docs import compose
 
 __all__ = ["Adadelta"]
 
 
 class Adadelta(AdaptimOptimizer):
-    r"""AdaDelta (Zeiler 2012); drop-in for torch.optim.Adadelta.
-
-    ``Δ ← √(E[Δθ²] + ε) / √(E[g²] + ε) · g ;  θ ← θ − η Δ`` with PyTorch's defaults (η = 1.0,
-    ρ = 0.9, ε = 1e-6). ``convention="tf1" | "keras"`` gives ρ = 0.95, η = 0.001 and their ε (see
-    :mod:`adaptim.conventions`). State keys as torch: ``step``, ``square_avg``, ``acc_delta``.
-
-    Example::
-
-        >>> opt = adaptim.Adadelta(model.parameters())   # no learning rate to tune
-    """
-
-    name = "adadelta"
-    state_tensor_keys = ("square_avg", "acc_delta")
-    _torch_group_defaults = dict(convention="torch")
+    algorithm = adadelta.SPEC
 
     def __init__(self, params, lr: float | torch.Tensor = Default(1.0),
                  rho: float = Default(0.9), eps: float = Default(1e-6), weight_decay: float = 0,
                  foreach: bool | None = None, *, capturable: bool = False,
                  maximize: bool = False, differentiable: bool = False,
                  convention: str = "torch", fused: bool | None = None,
-                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None, on_nonfinite: str = "propagate") -> None:
+                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
+                 on_nonfinite: str = "propagate") -> None:
         hp = resolve("adadelta", convention, dict(lr=lr, rho=rho, eps=eps))
         defaults = dict(**hp, weight_decay=weight_decay, foreach=foreach, capturable=capturable,
                         maximize=maximize, differentiable=differentiable, convention=convention,
@@ -41,22 +29,16 @@ class Adadelta(AdaptimOptimizer):
                         **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        V.check_unit_closed("rho", group["rho"])
-        V.check_finite_nonneg("eps", group["eps"])
 
-    def _required_state(self, group: dict) -> set[str]:
-        return {"step", "square_avg", "acc_delta"}
-
-    def _init_state(self, param, state, group) -> None:
-        state["step"] = self._new_step()
-        state["square_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["acc_delta"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-
-    def _update(self, group, params, grads, states) -> None:
-        s = self._state_list
-        rule = adadelta_foreach if self._foreach_chosen(group, params, grads) else adadelta
-        rule(params, grads, s(states, "square_avg"), s(states, "acc_delta"),
-             [st["step"] for st in states], lr=V.to_float(group["lr"]),
-             rho=V.to_float(group["rho"]), eps=V.to_float(group["eps"]),
-             weight_decay=V.to_float(group["weight_decay"]), maximize=group["maximize"])
+Adadelta.__doc__ = compose(Adadelta, """
+    AdaDelta; drop-in for torch.optim.Adadelta (no learning rate to tune).
+    """, """
+    >>> import torch, adaptim
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = adaptim.Adadelta([w])
+    >>> w.grad = torch.tensor([1.0, -1.0])
+    >>> opt.step()
+    >>> w  # Δ = √ε / √((1 − ρ) g² + ε) · g ≈ 0.0032 on the first step
+    Parameter containing:
+    tensor([ 0.9968, -1.9968], requires_grad=True)
+    """)

@@ -1,34 +1,19 @@
-"""adaptim.Adagrad; math in adaptim.functional.adagrad."""
+"""adaptim.Adagrad; the algorithm is :mod:`adaptim.algorithms.adagrad`."""
 
 from __future__ import annotations
 
 import torch
 
-from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
+from adaptim.algorithms import adagrad
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adagrad import adagrad, adagrad_foreach
+from adaptim.optimizers._docs import compose
 
 __all__ = ["Adagrad"]
 
 
 class Adagrad(AdaptimOptimizer):
-    r"""AdaGrad (Duchi et al. 2011); drop-in for torch.optim.Adagrad.
-
-    ``G ← G + g² ;  θ ← θ − η_t g / (√G + ε)``, ``η_t = η / (1 + (t − 1) lr_decay)``, with
-    PyTorch's defaults (η = 0.01, ε = 1e-10, G₀ = 0). ``eps_in_sqrt=True`` puts ε inside the root
-    (Keras, optax); ``convention="torch" | "tf1" | "keras" | "optax"`` reproduces that framework
-    (see :mod:`adaptim.conventions`). State keys as torch: ``step``, ``sum`` (made at
-    construction, as torch does).
-
-    Example::
-
-        >>> opt = adaptim.Adagrad(model.parameters(), lr=0.1, convention="keras")
-    """
-
-    name = "adagrad"
-    state_tensor_keys = ("sum",)
-    _torch_group_defaults = dict(eps_in_sqrt=False, convention="torch")
+    algorithm = adagrad.SPEC
 
     def __init__(self, params, lr: float | torch.Tensor = Default(1e-2), lr_decay: float = 0,
                  weight_decay: float = 0, initial_accumulator_value: float = Default(0.0),
@@ -46,34 +31,18 @@ class Adagrad(AdaptimOptimizer):
                         **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        V.check_finite_nonneg("lr_decay", group["lr_decay"])
-        V.check_finite_nonneg("eps", group["eps"])
-        V.check_finite_nonneg("initial_accumulator_value", group["initial_accumulator_value"])
-        V.check_bool("eps_in_sqrt", group["eps_in_sqrt"])
 
-    def add_param_group(self, param_group: dict) -> None:
-        # torch.optim.Adagrad creates its state eagerly; so do we, so checkpoints match.
-        super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        for p in group["params"]:
-            if not self.state[p]:
-                self._make_state(p, self.state[p], group)
-
-    def _required_state(self, group: dict) -> set[str]:
-        return {"step", "sum"}
-
-    def _init_state(self, param, state, group) -> None:
-        state["step"] = self._new_step()
-        state["sum"] = torch.full_like(param, group["initial_accumulator_value"],
-                                       memory_format=torch.preserve_format)
-        if param.is_complex():
-            # complex(v, v), as torch: both real and imaginary parts start at the value
-            torch.view_as_real(state["sum"]).fill_(group["initial_accumulator_value"])
-
-    def _update(self, group, params, grads, states) -> None:
-        rule = adagrad_foreach if self._foreach_chosen(group, params, grads) else adagrad
-        rule(params, grads, self._state_list(states, "sum"), [st["step"] for st in states],
-             lr=V.to_float(group["lr"]), lr_decay=V.to_float(group["lr_decay"]),
-             weight_decay=V.to_float(group["weight_decay"]), eps=V.to_float(group["eps"]),
-             maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"])
+Adagrad.__doc__ = compose(Adagrad, """
+    AdaGrad; drop-in for torch.optim.Adagrad, with Keras's and optax's ε placement.
+    """, """
+    >>> import torch, adaptim
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = adaptim.Adagrad([w], lr=0.1, convention="keras")
+    >>> w.grad = torch.tensor([3.0, -4.0])
+    >>> opt.step()
+    >>> w
+    Parameter containing:
+    tensor([ 0.9006, -1.9003], requires_grad=True)
+    >>> opt.state[w]["sum"]  # G starts at 0.1 in Keras
+    tensor([ 9.1000, 16.1000])
+    """)

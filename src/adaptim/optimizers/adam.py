@@ -1,51 +1,29 @@
-"""adaptim.Adam and adaptim.AdamW; math in adaptim.functional.adam."""
+"""adaptim.Adam and adaptim.AdamW; the algorithm is :mod:`adaptim.algorithms.adam`."""
 
 from __future__ import annotations
 
 import torch
 
-from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
+from adaptim.algorithms import adam
 from adaptim.conventions import Default, resolve
-from adaptim.functional.adam import adam, adam_foreach
+from adaptim.optimizers._docs import compose
 
 __all__ = ["Adam", "AdamW"]
 
 
 class Adam(AdaptimOptimizer):
-    r"""Adam (Kingma & Ba 2015) with AMSGrad; drop-in for torch.optim.Adam.
-
-    ``m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; θ ← θ − η m̂ / (√v̂ + ε)`` with PyTorch's
-    defaults (η = 1e-3, β = (0.9, 0.999), ε = 1e-8). Options torch lacks:
-
-    - ``eps_in_sqrt``: ``√(v̂ + ε)`` (optax's eps_root form);
-    - ``eps_hat``: ε added to √v before bias correction, "epsilon hat" of the paper's §2, as
-      TF1 and Keras do;
-    - ``bias_correction=False``: drop m̂/v̂ correction (with β₁ = 0 this is RMSProp, α = β₂);
-    - ``convention="torch" | "tf1" | "keras" | "optax"`` (see :mod:`adaptim.conventions`).
-
-    ``weight_decay`` is L2 added to the gradient unless ``decoupled_weight_decay=True`` (AdamW).
-    State keys as torch: ``step``, ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``.
-
-    Example::
-
-        >>> opt = adaptim.Adam(model.parameters(), lr=3e-4, amsgrad=True)
-    """
-
-    name = "adam"
-    state_tensor_keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _torch_group_defaults = dict(eps_in_sqrt=False, eps_hat=False, bias_correction=True,
-                                 convention="torch")
+    algorithm = adam.SPEC
 
     def __init__(self, params, lr: float | torch.Tensor = Default(1e-3),
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = Default(1e-8),
                  weight_decay: float = 0, amsgrad: bool = False, *,
                  foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
                  differentiable: bool = False, fused: bool | None = None,
-                 state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
-                 on_nonfinite: str = "propagate", decoupled_weight_decay: bool = False, eps_in_sqrt: bool | None = None,
-                 eps_hat: bool | None = None, bias_correction: bool = True,
-                 convention: str = "torch") -> None:
+                 decoupled_weight_decay: bool = False, state_dtype: torch.dtype | None = None,
+                 max_grad_norm: float | None = None, on_nonfinite: str = "propagate",
+                 eps_in_sqrt: bool | None = None, eps_hat: bool | None = None,
+                 bias_correction: bool = True, convention: str = "torch") -> None:
         if eps_in_sqrt is True and eps_hat is None:
             eps_hat = False  # an explicit ε placement wins over the convention's (ε̂ in tf1/keras)
         hp = resolve("adam", convention, dict(lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
@@ -58,57 +36,8 @@ class Adam(AdaptimOptimizer):
                         **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        V.check_unit_open("beta1 (betas[0])", betas[0])
-        V.check_unit_open("beta2 (betas[1])", betas[1])
-        V.check_finite_nonneg("eps", group["eps"])
-        for flag in ("amsgrad", "decoupled_weight_decay", "eps_in_sqrt", "eps_hat",
-                     "bias_correction"):
-            V.check_bool(flag, group[flag])
-        if group["eps_in_sqrt"] and group["eps_hat"]:
-            raise ValueError("eps_in_sqrt and eps_hat are two placements of ε; choose one")
-
-    def _required_state(self, group: dict) -> set[str]:
-        keys = {"step", "exp_avg", "exp_avg_sq"}
-        if group["amsgrad"]:
-            keys.add("max_exp_avg_sq")
-        return keys
-
-    def _init_state(self, param, state, group) -> None:
-        state["step"] = self._new_step()
-        state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if group["amsgrad"]:
-            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-
-    def _update(self, group, params, grads, states) -> None:
-        s = self._state_list
-        beta1, beta2 = group["betas"]
-        rule = adam_foreach if self._foreach_chosen(group, params, grads) else adam
-        rule(params, grads, s(states, "exp_avg"), s(states, "exp_avg_sq"),
-             s(states, "max_exp_avg_sq"), [st["step"] for st in states],
-             lr=V.to_float(group["lr"]), beta1=V.to_float(beta1), beta2=V.to_float(beta2),
-             eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
-             amsgrad=group["amsgrad"], maximize=group["maximize"],
-             decoupled_weight_decay=group["decoupled_weight_decay"],
-             eps_in_sqrt=group["eps_in_sqrt"], eps_hat=group["eps_hat"],
-             bias_correction=group["bias_correction"])
-
 
 class AdamW(Adam):
-    r"""AdamW (Loshchilov & Hutter 2019): Adam with weight decay decoupled from the adaptive step,
-    ``θ ← θ (1 − η λ)`` before the Adam update; drop-in for torch.optim.AdamW (λ = 0.01).
-
-    Example::
-
-        >>> opt = adaptim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-    """
-
-    name = "adamw"
-
     def __init__(self, params, lr: float | torch.Tensor = Default(1e-3),
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = Default(1e-8),
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
@@ -125,3 +54,34 @@ class AdamW(Adam):
                          on_nonfinite=on_nonfinite, decoupled_weight_decay=True,
                          eps_in_sqrt=eps_in_sqrt, eps_hat=eps_hat,
                          bias_correction=bias_correction, convention=convention)
+
+
+Adam.__doc__ = compose(Adam, """
+    Adam with AMSGrad and decoupled weight decay; drop-in for torch.optim.Adam, and with
+    ``convention`` an exact TF1 or Keras Adam.
+    """, """
+    >>> import torch, adaptim
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = adaptim.Adam([w], lr=0.1)
+    >>> w.grad = torch.tensor([0.5, -0.5])
+    >>> opt.step()
+    >>> w  # the first step moves every coordinate by η (m̂ / √v̂ = ±1)
+    Parameter containing:
+    tensor([ 0.9000, -1.9000], requires_grad=True)
+    >>> opt.state[w]["step"], opt.state[w]["exp_avg"]
+    (tensor(1.), tensor([ 0.0500, -0.0500]))
+    """)
+
+AdamW.__doc__ = compose(AdamW, """
+    AdamW (Loshchilov & Hutter 2019): Adam with weight decay decoupled from the adaptive step,
+    θ ← θ (1 − η λ) before the Adam update; drop-in for torch.optim.AdamW (λ = 0.01).
+    """, """
+    >>> import torch, adaptim
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = adaptim.AdamW([w], lr=0.1, weight_decay=0.5)
+    >>> w.grad = torch.tensor([0.0, 0.0])
+    >>> opt.step()
+    >>> w  # no gradient: only the decay θ (1 − η λ) = 0.95 θ
+    Parameter containing:
+    tensor([ 0.9500, -1.9000], requires_grad=True)
+    """)

@@ -1,43 +1,19 @@
-"""adaptim.RMSprop; math in adaptim.functional.rmsprop."""
+"""adaptim.RMSprop; the algorithm is :mod:`adaptim.algorithms.rmsprop`."""
 
 from __future__ import annotations
 
 import torch
 
-from adaptim import _validation as V
 from adaptim._base import AdaptimOptimizer, common_defaults
+from adaptim.algorithms import rmsprop
 from adaptim.conventions import Default, resolve
-from adaptim.functional.rmsprop import rmsprop, rmsprop_foreach
+from adaptim.optimizers._docs import compose
 
 __all__ = ["RMSprop"]
 
 
 class RMSprop(AdaptimOptimizer):
-    r"""RMSProp (Tieleman & Hinton 2012); drop-in for torch.optim.RMSprop.
-
-    ``E[g²] ← α E[g²] + (1 − α) g² ;  θ ← θ − η g / (√E[g²] + ε)`` with PyTorch's defaults
-    (α = 0.99, ε = 1e-8 outside the root, η = 0.01). Options torch lacks:
-
-    - ``eps_in_sqrt``: ε inside the root, ``√(E[g²] + ε)`` — TensorFlow, Keras, optax and the
-      textbook equation. Default: outside (PyTorch and the textbook code).
-    - ``initial_accumulator_value``: where E[g²] starts (TF1 starts at 1.0).
-    - ``lr_in_momentum``: ``b ← μ b + η g / r ; θ ← θ − b`` (TF/Keras/optax) instead of
-      ``b ← μ b + g / r ; θ ← θ − η b`` (PyTorch).
-    - ``convention``: ``"torch" | "tf1" | "keras" | "optax"`` sets all of the above, α and ε (and
-      the default η) to reproduce that framework; explicit arguments win. See
-      :mod:`adaptim.conventions` for the sources.
-
-    State keys as torch: ``step``, ``square_avg``, ``momentum_buffer``, ``grad_avg``.
-
-    Example::
-
-        >>> opt = adaptim.RMSprop(model.parameters(), lr=1e-3, convention="keras")
-    """
-
-    name = "rmsprop"
-    state_tensor_keys = ("square_avg", "momentum_buffer", "grad_avg")
-    _torch_group_defaults = dict(eps_in_sqrt=False, initial_accumulator_value=0.0,
-                                 lr_in_momentum=False, convention="torch")
+    algorithm = rmsprop.SPEC
 
     def __init__(self, params, lr: float | torch.Tensor = Default(1e-2),
                  alpha: float = Default(0.99), eps: float = Default(1e-8),
@@ -57,42 +33,20 @@ class RMSprop(AdaptimOptimizer):
                         **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
         super().__init__(params, defaults)
 
-    def _validate_group(self, group: dict) -> None:
-        V.check_unit_closed("alpha", group["alpha"])
-        V.check_finite_nonneg("eps", group["eps"])
-        V.check_finite_nonneg("momentum", group["momentum"])
-        V.check_finite_nonneg("initial_accumulator_value", group["initial_accumulator_value"])
-        for flag in ("centered", "eps_in_sqrt", "lr_in_momentum"):
-            V.check_bool(flag, group[flag])
 
-    def _required_state(self, group: dict) -> set[str]:
-        keys = {"step", "square_avg"}
-        if V.to_float(group["momentum"]) > 0:
-            keys.add("momentum_buffer")
-        if group["centered"]:
-            keys.add("grad_avg")
-        return keys
-
-    def _init_state(self, param, state, group) -> None:
-        state["step"] = self._new_step()
-        state["square_avg"] = torch.full_like(
-            param, group["initial_accumulator_value"], memory_format=torch.preserve_format)
-        if param.is_complex():
-            # E[g²] is kept per real component (the real view), so both the real and the
-            # imaginary part start at the value; full_like alone gives complex(v, 0).
-            torch.view_as_real(state["square_avg"]).fill_(group["initial_accumulator_value"])
-        if V.to_float(group["momentum"]) > 0:
-            state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-        if group["centered"]:
-            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-
-    def _update(self, group, params, grads, states) -> None:
-        s = self._state_list
-        rule = rmsprop_foreach if self._foreach_chosen(group, params, grads) else rmsprop
-        rule(params, grads, s(states, "square_avg"), s(states, "grad_avg"),
-             s(states, "momentum_buffer"), [st["step"] for st in states],
-             lr=V.to_float(group["lr"]), alpha=V.to_float(group["alpha"]),
-             eps=V.to_float(group["eps"]), weight_decay=V.to_float(group["weight_decay"]),
-             momentum=V.to_float(group["momentum"]), centered=group["centered"],
-             maximize=group["maximize"], eps_in_sqrt=group["eps_in_sqrt"],
-             lr_in_momentum=group["lr_in_momentum"])
+RMSprop.__doc__ = compose(RMSprop, """
+    RMSProp; drop-in for torch.optim.RMSprop, and with ``convention`` an exact TF1, Keras or
+    optax RMSProp.
+    """, """
+    >>> import torch, adaptim
+    >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    >>> opt = adaptim.RMSprop([w], lr=0.01)
+    >>> w.grad = torch.tensor([0.5, -0.5])
+    >>> opt.step()
+    >>> w  # first step: η g / √((1 − α) g²) = η / √0.01 = 10 η per coordinate
+    Parameter containing:
+    tensor([ 0.9000, -1.9000], requires_grad=True)
+    >>> keras = adaptim.RMSprop([w], convention="keras")
+    >>> keras.defaults["alpha"], keras.defaults["eps"], keras.defaults["eps_in_sqrt"]
+    (0.9, 1e-07, True)
+    """)
