@@ -156,9 +156,9 @@ def test_first_sgd_momentum_step_makes_the_buffers():
 
 def test_resolution_of_foreach_and_fused():
     p = torch.zeros(3, requires_grad=True)
-    with pytest.raises(ValueError, match="foreach"):
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
         adaptim.Adam([p], foreach=True, fused=True)
-    with pytest.raises(ValueError, match="foreach"):
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
         adaptim.Adam([p]).add_param_group({"params": [torch.zeros(2, requires_grad=True)],
                                            "foreach": True, "fused": True})
     group = {"foreach": None, "fused": None}

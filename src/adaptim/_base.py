@@ -106,8 +106,6 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for flag in ("foreach", "fused"):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
-        if group.get("foreach") and group.get("fused"):
-            raise ValueError("fused=True and foreach=True cannot be set together: choose one")
         for flag in ("differentiable", "capturable"):
             if flag in group:
                 V.check_bool(flag, group[flag])
