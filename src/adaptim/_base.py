@@ -194,6 +194,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if grad_scale is None:
             return loss
         for group in self.param_groups:
+            if _fused.planned_step(self, group, grad_scale):
+                continue  # the group's cached kernel call still holds: nothing to gather
             params, grads, states = self._gather(group)
             if not params:
                 continue
@@ -204,7 +206,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             if fused is None:
                 fused = _fused.kernel_suits(params)
             if fused or group.get("state_dtype") is not None:
-                _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
+                _fused.fused_update(self, group, params, grads, states, grad_scale, fused,
+                                    plan=True)
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
@@ -343,6 +346,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        _fused.forget_plans(self)  # load_state_dict replaces groups and state through here
         self.__dict__.setdefault("skipped_steps", 0)
         for group in self.param_groups:
             for key, value in self.defaults.items():

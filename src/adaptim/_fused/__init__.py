@@ -21,10 +21,12 @@ runs the float32 rule and rounds the new state once (round to nearest even).
 
 from __future__ import annotations
 
+import ctypes
 import operator
 import os
 import warnings
-from itertools import repeat
+import weakref
+from itertools import compress, repeat
 
 import numpy as np
 import torch
@@ -33,7 +35,8 @@ from torch import Tensor
 from adaptim._fused import _ckernel
 from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["fused_update", "kernel_available", "kernel_suits", "cast_state"]
+__all__ = ["fused_update", "planned_step", "forget_plans", "kernel_available", "kernel_suits",
+           "cast_state"]
 
 _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
     (torch.float64, torch.float64): 0,
@@ -45,8 +48,20 @@ _warned = False
 # under Triton's interpreter (also: ADAPTIM_TRITON_INTERPRET=1).
 _TRITON_ON_CPU = os.environ.get("ADAPTIM_TRITON_INTERPRET") == "1"
 _triton_warned = False
-# Kernel calls made by this process (tests check that the kernel path, not the fallback, ran).
-kernel_calls = 0
+
+
+class _Debug:
+    """What this process's fused paths did, for tests and benchmarks: ``calls`` counts C kernel
+    calls, ``launches`` Triton kernel launches, ``plan_builds`` the group plans built,
+    ``plan_hits`` the steps a cached plan ran without looking at a tensor one by one."""
+
+    __slots__ = ("calls", "launches", "plan_builds", "plan_hits")
+
+    def __init__(self):
+        self.calls = self.launches = self.plan_builds = self.plan_hits = 0
+
+
+_debug = _Debug()
 
 
 def kernel_available(mode: int = 1) -> bool:
@@ -247,13 +262,15 @@ def _operands(p: Tensor, g: Tensor, st: dict, keys: tuple[str, ...]):
 
 
 def fused_update(optimizer, group, params, grads, states, grad_scale: float,
-                 fused: bool | None = None) -> None:
+                 fused: bool | None = None, plan: bool = False) -> None:
     """Apply ``optimizer``'s update rule to one group in one fused pass, multiplying gradients by
     ``grad_scale`` on the fly (clipping). ``params``/``grads`` are real views (complex tensors of
     SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
     incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
     group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
-    equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step)."""
+    equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step). ``plan``:
+    cache the group's kernel call for later steps (see :func:`planned_step`) where it can be.
+    """
     name = optimizer.name
     if fused is None:
         fused = bool(group.get("fused"))
@@ -280,13 +297,20 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
         params, grads = list(map(_local, params)), list(map(_local, grads))
         states = [{k: _local(v) for k, v in st.items()} for st in states]
     nthreads = torch.get_num_threads()
-    plan = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
-    if plan is not None and not (is_sgd and momentum != 0 and plan[0][2] is None):
-        columns, mode, steps, step_dtype = plan
+    plan_from = group if plan else None
+    whole = _whole_group_plan(params, grads, states, rule.state_keys, not is_sgd)
+    if whole is not None and not (is_sgd and momentum != 0 and whole[0][2] is None):
+        columns, mode, steps, step_dtype = whole
         lib = _kernel_or_warn(mode)
         if lib is not None:
-            _call_columns(getattr(lib, f"adaptim_{rule.kernel}"), mode, columns, steps,
-                          step_dtype, make_hp(group, grad_scale, False), nthreads)
+            kernel = getattr(lib, f"adaptim_{rule.kernel}")
+            new_plan = None if plan_from is None else _make_plan(
+                optimizer, plan_from, params, grads, states, columns, mode, steps, step_dtype,
+                kernel, make_hp)
+            if new_plan is not None and new_plan.run(optimizer, group, grad_scale):
+                return
+            _call_columns(kernel, mode, columns, steps, step_dtype,
+                          make_hp(group, grad_scale, False), nthreads)
             return
     # The general path: tensor by tensor (first SGD step, mixed dtypes or layouts, complex).
     state_dtype = group.get("state_dtype")
@@ -410,27 +434,208 @@ def _call(kernel, mode: int, operands: list[list[Tensor | None]], k: int, step_d
     _call_columns(kernel, mode, columns, steps, step_dtype, hp, nthreads)
 
 
-def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: list[float],
-                  nthreads: int) -> None:
-    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused).
-    Pointers, sizes, step pointers and hyperparameters share one 8-byte-word buffer, so a call
+def _call_buffer(columns: list, steps, step_dtype: int, n_hp: int) -> np.ndarray:
+    """Pointers, sizes, step pointers and room for ``n_hp`` hyperparameters in one 8-byte-word
+    buffer (``columns[j]`` lists the j-th operand of every tensor, None: unused), so a call
     costs one allocation and one address lookup however many operands it has."""
-    global kernel_calls
-    kernel_calls += 1
     n = len(columns[0])
     k = len(columns)
     n_steps = n if step_dtype else 0
-    buf = np.zeros(k * n + n + n_steps + len(hp), dtype=np.uint64)
+    buf = np.zeros(k * n + n + n_steps + n_hp, dtype=np.uint64)
     for j, col in enumerate(columns):
         if col is not None:
             buf[j * n:(j + 1) * n] = np.fromiter(map(Tensor.data_ptr, col), np.uint64, n)
     buf[k * n:(k + 1) * n] = np.fromiter(map(Tensor.numel, columns[0]), np.uint64, n)
     if step_dtype:
         buf[(k + 1) * n:(k + 2) * n] = np.fromiter(map(Tensor.data_ptr, steps), np.uint64, n)
-    buf[(k + 1) * n + n_steps:].view(np.float64)[:] = hp
+    return buf
+
+
+def _kernel_call(kernel, mode: int, buf: np.ndarray, n: int, k: int, step_dtype: int,
+                 nthreads: int) -> None:
+    """One kernel call on a buffer laid out by ``_call_buffer``, hyperparameters filled in."""
+    _debug.calls += 1
     base = buf.__array_interface__["data"][0]
     word = buf.itemsize
+    n_steps = n if step_dtype else 0
     rc = kernel(mode, n, base, base + k * n * word, base + (k + 1) * n * word if step_dtype
                 else None, step_dtype, base + ((k + 1) * n + n_steps) * word, nthreads)
     if rc != 0:
         raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
+
+
+def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: list[float],
+                  nthreads: int) -> None:
+    """One kernel call: ``columns[j]`` lists the j-th operand of every tensor (None: unused)."""
+    n, k = len(columns[0]), len(columns)
+    buf = _call_buffer(columns, steps, step_dtype, len(hp))
+    buf[(k + 1) * n + (n if step_dtype else 0):].view(np.float64)[:] = hp
+    _kernel_call(kernel, mode, buf, n, k, step_dtype, nthreads)
+
+
+# ---------------------------------------------------------------- cached plans
+# A group's kernel call is built once (pointers, sizes, step pointers: one buffer) and re-checked
+# at every step in bulk, with C-level iteration and numpy compares, never a Python loop per
+# tensor. What each check catches:
+#   the group's parameter list, element by element (add or remove a parameter),
+#   each parameter's address (``p.data = ...``, ``module.to(dtype)``, ``set_``),
+#   each gradient's identity (set to None, re-created by backward), address and byte size,
+#   the optimizer's state dict, each parameter's state dict and each state tensor's identity
+#   (``load_state_dict``, state replaced), the state the group's options need (momentum turned
+#   on), the group's ``fused`` and ``state_dtype``.
+# The plan holds the storages of parameters and state tensors, so none of them can be freed
+# and its address reused by another tensor while the plan lives: an address that still matches
+# is the same memory. Gradients are held by weak references only (set_to_none frees them).
+_GRAD = operator.attrgetter("grad")
+_NBYTES = operator.attrgetter("nbytes")
+_LAYOUT = operator.attrgetter("layout")
+_PTR = Tensor.data_ptr
+_STORAGE = Tensor.untyped_storage
+_NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient
+
+
+class _Plan:
+    """One group's kernel call, ready to run: see the comment above for what is re-checked."""
+
+    __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
+                 "param_ptrs", "grad_ptrs", "grad_nbytes", "state", "keys", "state_cols",
+                 "required", "fused", "state_dtype", "lib", "kernel", "mode", "step_dtype", "make_hp",
+                 "buf", "hp", "args", "n", "numels", "dtype", "keep")
+
+    def run(self, optimizer, group, grad_scale: float) -> bool:
+        """Check the plan against the group as it is now and, if it holds, take the step."""
+        gp = group["params"]
+        all_params = self.all_params
+        if len(gp) != len(all_params) or not all(map(operator.is_, gp, all_params)) \
+                or group.get("fused") is not self.fused \
+                or group.get("state_dtype") is not self.state_dtype \
+                or optimizer.state is not self.state \
+                or optimizer._required_state(group) != self.required \
+                or _ckernel.loaded(self.mode) is not self.lib:
+            return False
+        grads_all = list(map(_GRAD, gp))
+        grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
+        if all(map(operator.is_, grads_all, map(operator.call, self.grad_refs))):
+            if list(map(_PTR, grads)) != self.grad_ptrs \
+                    or list(map(_NBYTES, grads)) != self.grad_nbytes:
+                return False
+        elif not self._adopt_grads(grads_all, grads):
+            return False
+        if list(map(_PTR, self.params)) != self.param_ptrs:
+            return False
+        if self.keys:
+            n = self.n
+            states = list(map(optimizer.state.get, self.params))
+            for key, col in zip(self.keys, self.state_cols):
+                if not all(map(operator.is_, map(dict.get, states, repeat(key, n)), col)):
+                    return False
+        self.hp[:] = self.make_hp(group, grad_scale, False)
+        _debug.calls += 1
+        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
+        if rc != 0:
+            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
+        return True
+
+    def _adopt_grads(self, grads_all, grads) -> bool:
+        """New gradient tensors (backward after ``zero_grad()``): checked in bulk like the
+        plan's own, then their addresses written into the plan."""
+        if list(map(operator.is_, grads_all, repeat(None))) != self.none_pattern:
+            return False
+        if set(map(_LAYOUT, grads)) != {torch.strided} or set(map(_DTYPE, grads)) != {self.dtype} \
+                or not all(map(_IS_CPU, grads)) or not all(map(Tensor.is_contiguous, grads)) \
+                or list(map(Tensor.numel, grads)) != self.numels:
+            return False
+        n = self.n
+        self.grad_ptrs = list(map(_PTR, grads))
+        self.buf[n:2 * n] = self.grad_ptrs
+        self.grad_nbytes = list(map(_NBYTES, grads))
+        self.grad_refs = _grad_refs(grads_all)
+        return True
+
+
+def _grad_refs(grads_all):
+    return [_NO_GRAD if g is None else weakref.ref(g) for g in grads_all]
+
+
+def _plans(optimizer) -> dict:
+    plans = optimizer.__dict__.get("_adaptim_plans")
+    if plans is None:
+        plans = optimizer.__dict__["_adaptim_plans"] = {}
+    return plans
+
+
+def planned_step(optimizer, group, grad_scale: float) -> bool:
+    """Take ``group``'s step with its cached plan if it still holds (True), else False: the
+    caller then gathers the group tensor by tensor (and a new plan is built where it can be)."""
+    plans = optimizer.__dict__.get("_adaptim_plans")
+    if not plans:
+        return False
+    plan = plans.get(id(group))
+    if plan is None or plan.group is not group:
+        return False
+    if plan.run(optimizer, group, grad_scale):
+        _debug.plan_hits += 1
+        return True
+    del plans[id(group)]
+    return False
+
+
+def forget_plans(optimizer) -> None:
+    """Drop every cached plan of ``optimizer`` (its state or groups were replaced)."""
+    optimizer.__dict__.pop("_adaptim_plans", None)
+
+
+def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, step_dtype, kernel,
+               make_hp) -> _Plan | None:
+    """A plan for a group the whole-group path just took, or None where the gathered tensors are
+    not the group's own (complex views, DTensor shards, copies)."""
+    gp = group["params"]
+    grads_all = list(map(_GRAD, gp))
+    none_pattern = list(map(operator.is_, grads_all, repeat(None)))
+    mask = None if not any(none_pattern) else [not x for x in none_pattern]
+    sel_p = list(gp) if mask is None else list(compress(gp, mask))
+    sel_g = grads_all if mask is None else list(compress(grads_all, mask))
+    n = len(params)
+    if len(sel_p) != n or not all(map(operator.is_, sel_p, params)) \
+            or not all(map(operator.is_, sel_g, grads)):
+        return None
+    plan = _Plan()
+    plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
+    plan.none_pattern, plan.grad_refs = none_pattern, _grad_refs(grads_all)
+    plan.grad_nbytes = list(map(_NBYTES, grads))
+    plan.state, plan.required = optimizer.state, optimizer._required_state(group)
+    plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
+    plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
+    stateful = bool(steps) or any(col is not None for col in columns[2:])
+    if stateful:
+        if not all(map(operator.is_, map(optimizer.state.get, params), states)):
+            return None
+        keys = [key for key, col in zip(_RULES[optimizer.name][0].state_keys, columns[2:])
+                if col is not None] + (["step"] if steps else [])
+        for key in keys:
+            col = list(map(dict.get, states, repeat(key, n)))
+            plan.keys.append(key)
+            plan.state_cols.append(col)
+            plan.keep.extend(map(_STORAGE, col))
+    # a handle of its own without argtypes, called with ready-made C values: no conversions
+    plan.lib = _ckernel.load(mode)
+    plan.kernel = plan.lib[kernel.__name__]
+    plan.kernel.restype = ctypes.c_int
+    plan.mode, plan.step_dtype, plan.make_hp = mode, step_dtype, make_hp
+    plan.n, plan.numels, plan.dtype = n, list(map(Tensor.numel, params)), params[0].dtype
+    plan.param_ptrs, plan.grad_ptrs = list(map(_PTR, params)), list(map(_PTR, grads))
+    k = len(columns)
+    plan.buf = buf = _call_buffer(columns, steps, step_dtype, 0)
+    plan.hp = (ctypes.c_double * len(make_hp(group, 1.0, False)))()
+    base, word = buf.__array_interface__["data"][0], buf.itemsize
+    plan.args = (ctypes.c_int(mode), ctypes.c_int64(n), ctypes.c_void_p(base),
+                 ctypes.c_void_p(base + k * n * word),
+                 ctypes.c_void_p(base + (k + 1) * n * word if step_dtype else None),
+                 ctypes.c_int(step_dtype), ctypes.c_void_p(ctypes.addressof(plan.hp)))
+    _debug.plan_builds += 1
+    plans = _plans(optimizer)
+    live = set(map(id, optimizer.param_groups))
+    for key in [key for key in plans if key not in live]:
+        del plans[key]
+    plans[id(group)] = plan
+    return plan

@@ -21,7 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
-__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
+__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "loaded", "reset",
+           "stats"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("kernels.c", "kernels_body.h")
@@ -118,6 +119,11 @@ def _open(path: Path, mode: int) -> ctypes.CDLL:
         fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
     return lib
+
+
+def loaded(mode: int) -> ctypes.CDLL | None:
+    """The library of ``mode`` if this process has loaded it (and not ``reset()`` since)."""
+    return _libs.get(mode)
 
 
 def load(mode: int = 1) -> ctypes.CDLL:
