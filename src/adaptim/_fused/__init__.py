@@ -516,8 +516,13 @@ class _Plan:
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
         if all(map(operator.is_, grads_all, map(operator.call, self.grad_refs))):
-            if list(map(_PTR, grads)) != self.grad_ptrs \
-                    or list(map(_NBYTES, grads)) != self.grad_nbytes:
+            # a dead reference (the gradient was freed) reads None like a missing gradient:
+            # data_ptr then meets a None and raises
+            try:
+                if list(map(_PTR, grads)) != self.grad_ptrs \
+                        or list(map(_NBYTES, grads)) != self.grad_nbytes:
+                    return False
+            except TypeError:
                 return False
         elif not self._adopt_grads(grads_all, grads):
             return False
