@@ -93,10 +93,11 @@ def _kernel_or_warn(mode: int):
     except _ckernel.KernelUnavailable as err:
         if not _warned:
             _warned = True
+            advice = (" Set ADAPTIM_CC to a working C compiler with OpenMP (e.g. gcc) to enable "
+                      "them." if err.compiler_problem else "")
             warnings.warn(
                 "adaptim: the fused C kernels are unavailable, so fused=True falls back to the "
-                f"unfused update (same results, slower). Reason: {err}. Set ADAPTIM_CC to a "
-                "working C compiler with OpenMP (e.g. gcc) to enable them.",
+                f"unfused update (same results, slower). Reason: {err}.{advice}",
                 RuntimeWarning, stacklevel=4)
         return None
 
