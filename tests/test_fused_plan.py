@@ -135,10 +135,11 @@ def _replace_step(s):
 
 
 def _new_group(s):
-    extra = torch.ones(6, requires_grad=True)
-    extra.grad = torch.full_like(extra, 0.25)
-    s.params.append(extra)
-    s.opt.add_param_group({"params": [extra], "lr": 1e-3})
+    extra = [torch.full((6,), float(i), requires_grad=True) for i in range(3)]
+    for e in extra:
+        e.grad = torch.full_like(e, 0.25)
+    s.params.extend(extra)
+    s.opt.add_param_group({"params": extra, "lr": 1e-3})
 
 
 def _unfuse(s):
@@ -261,3 +262,25 @@ def test_plan_is_not_pickled_or_saved():
     clone = pickle.loads(pickle.dumps(opt))
     assert "_adaptim_plans" not in clone.__dict__
     assert all(set(g) == set(opt.param_groups[0]) for g in opt.state_dict()["param_groups"])
+
+
+@pytest.mark.parametrize("name, kw, tensors, kernel", [
+    ("sgd", {}, 1, False), ("sgd", {}, 2, False), ("sgd", {}, 3, True),
+    ("sgd", dict(weight_decay=0.1), 1, True), ("momentum", {}, 1, True), ("adam", {}, 1, True),
+    ("rmsprop", {}, 1, True)])
+def test_default_picks_the_cheaper_path_for_tiny_groups(name, kw, tensors, kernel):
+    """fused=None leaves a plain-SGD group of one or two tensors to the reference path (one
+    torch op per tensor costs less than a kernel call) and gives the kernel everything else."""
+    def run(fused):
+        params = _params()[:tensors]
+        opt = adaptim.create(name, params, lr=1e-2, fused=fused, **kw)
+        calls = _fused._debug.calls
+        for step in range(3):
+            _fill_grads(params, step)
+            opt.step()
+        return params, _fused._debug.calls - calls
+    params, calls = run(None)
+    assert (calls == 3) if kernel else (calls == 0)
+    if not kernel:
+        reference, _ = run(False)
+        assert all(torch.equal(a, b) for a, b in zip(params, reference))

@@ -204,7 +204,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             # implemented by the fused module's paths.
             fused = group.get("fused")
             if fused is None:
-                fused = _fused.kernel_suits(params)
+                fused = _fused.kernel_suits(params, self, group)
             if fused or group.get("state_dtype") is not None:
                 _fused.fused_update(self, group, params, grads, states, grad_scale, fused,
                                     plan=True)

@@ -74,13 +74,25 @@ def kernel_available(mode: int = 1) -> bool:
         return False
 
 
-def kernel_suits(params: list[Tensor]) -> bool:
+# fused=None leaves a group to the reference path where that is cheaper than a kernel call:
+# plain SGD without weight decay is one torch op per tensor, and up to this many such ops cost
+# less than the call's fixed cost (checks, hyperparameters, ctypes); every other rule makes
+# several ops per tensor, so the kernel wins from one tensor on.
+_SGD_REFERENCE_TENSORS = 2
+
+
+def kernel_suits(params: list[Tensor], optimizer=None, group: dict | None = None) -> bool:
     """What ``fused=None`` (the default) resolves to for one group: True when its parameters
     are CPU float32/float64 tensors and the C kernel library for their dtype builds and loads on
     this machine (the first time: a compile of about 2 s, cached), else False, silently: the
-    reference path is exact too, only slower. CUDA groups take the reference path."""
+    reference path is exact too, only slower. CUDA groups take the reference path, and so does
+    a plain-SGD group of one or two tensors (given ``optimizer`` and ``group``), for which it is
+    faster than any kernel call."""
     p = params[0]
     if not p.is_cpu or _is_dtensor(p):
+        return False
+    if group is not None and len(params) <= _SGD_REFERENCE_TENSORS \
+            and optimizer._stateless(group) and not group.get("weight_decay"):
         return False
     mode = _MODES.get((p.dtype, p.dtype))
     return mode is not None and kernel_available(mode)
