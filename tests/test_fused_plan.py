@@ -186,7 +186,7 @@ def test_load_state_dict_is_detected(name):
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_add_param_group_plans_the_new_group(name):
     builds = _fused._debug.plan_builds
-    a, b = _scenario(name, _new_group, hit=True)  # the first group's plan still holds
+    a, _ = _scenario(name, _new_group, hit=True)  # the first group's plan still holds
     assert _fused._debug.plan_builds - builds >= 2 + 1  # each side's first group, then the new
     assert len(a.opt._adaptim_plans) == 2
 

@@ -156,7 +156,6 @@ def load(mode: int = 1) -> ctypes.CDLL:
     A cached library that does not load (a damaged file) or reports another ABI version or mode
     is rebuilt once, atomically; only if the rebuilt one fails too does this raise, naming both
     causes."""
-    global _error
     lib = _libs.get(mode)
     if lib is not None:
         return lib
