@@ -284,3 +284,9 @@ def test_default_picks_the_cheaper_path_for_tiny_groups(name, kw, tensors, kerne
     if not kernel:
         reference, _ = run(False)
         assert all(torch.equal(a, b) for a, b in zip(params, reference))
+
+
+@pytest.mark.parametrize("change", [_swap_data, _replace_state_tensor, _drop_one_grad],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_change_is_detected_with_bfloat16_state(change):
+    _scenario("adam", change, hit=False, state_dtype=torch.bfloat16)

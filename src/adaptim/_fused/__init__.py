@@ -319,7 +319,7 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
             kernel = getattr(lib, f"adaptim_{rule.kernel}")
             new_plan = None if plan_from is None else _make_plan(
                 optimizer, plan_from, params, grads, states, columns, mode, steps, step_dtype,
-                kernel, make_hp)
+                kernel, make_hp, rule.state_keys)
             if new_plan is not None and new_plan.run(optimizer, group, grad_scale):
                 return
             _call_columns(kernel, mode, columns, steps, step_dtype,
@@ -488,8 +488,8 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 
 # ---------------------------------------------------------------- cached plans
 # A group's kernel call is built once (pointers, sizes, step pointers: one buffer) and re-checked
-# at every step in bulk, with C-level iteration and numpy compares, never a Python loop per
-# tensor. What each check catches:
+# at every step in bulk, with C-level iteration (map) and list compares, never a Python loop per
+# tensor (about 0.4 µs per tensor for Adam). What each check catches:
 #   the group's parameter list, element by element (add or remove a parameter),
 #   each parameter's address (``p.data = ...``, ``module.to(dtype)``, ``set_``),
 #   each gradient's identity (set to None, re-created by backward), address and byte size,
@@ -505,6 +505,7 @@ _LAYOUT = operator.attrgetter("layout")
 _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
 _NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient
+_CALL = getattr(operator, "call", None) or (lambda f: f())  # operator.call: Python 3.11+
 
 
 class _Plan:
@@ -512,8 +513,8 @@ class _Plan:
 
     __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
                  "param_ptrs", "grad_ptrs", "grad_nbytes", "state", "keys", "state_cols",
-                 "required", "fused", "state_dtype", "lib", "kernel", "mode", "step_dtype", "make_hp",
-                 "buf", "hp", "args", "n", "numels", "dtype", "keep")
+                 "required", "fused", "state_dtype", "lib", "kernel", "mode", "step_dtype",
+                 "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep")
 
     def run(self, optimizer, group, grad_scale: float) -> bool:
         """Check the plan against the group as it is now and, if it holds, take the step."""
@@ -528,7 +529,7 @@ class _Plan:
             return False
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
-        if all(map(operator.is_, grads_all, map(operator.call, self.grad_refs))):
+        if all(map(operator.is_, grads_all, map(_CALL, self.grad_refs))):
             # a dead reference (the gradient was freed) reads None like a missing gradient:
             # data_ptr then meets a None and raises
             try:
@@ -559,8 +560,9 @@ class _Plan:
         plan's own, then their addresses written into the plan."""
         if list(map(operator.is_, grads_all, repeat(None))) != self.none_pattern:
             return False
-        if set(map(_LAYOUT, grads)) != {torch.strided} or set(map(_DTYPE, grads)) != {self.dtype} \
-                or not all(map(_IS_CPU, grads)) or not all(map(Tensor.is_contiguous, grads)) \
+        if set(map(_LAYOUT, grads)) != {torch.strided} \
+                or set(map(_DTYPE, grads)) != {self.dtype} or not all(map(_IS_CPU, grads)) \
+                or not all(map(Tensor.is_contiguous, grads)) \
                 or list(map(Tensor.numel, grads)) != self.numels:
             return False
         n = self.n
@@ -604,7 +606,7 @@ def forget_plans(optimizer) -> None:
 
 
 def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, step_dtype, kernel,
-               make_hp) -> _Plan | None:
+               make_hp, state_keys) -> _Plan | None:
     """A plan for a group the whole-group path just took, or None where the gathered tensors are
     not the group's own (complex views, DTensor shards, copies)."""
     gp = group["params"]
@@ -628,8 +630,8 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     if stateful:
         if not all(map(operator.is_, map(optimizer.state.get, params), states)):
             return None
-        keys = [key for key, col in zip(_RULES[optimizer.name][0].state_keys, columns[2:])
-                if col is not None] + (["step"] if steps else [])
+        keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
+        keys += ["step"] if steps else []
         for key in keys:
             col = list(map(dict.get, states, repeat(key, n)))
             plan.keys.append(key)
