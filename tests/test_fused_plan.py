@@ -18,6 +18,8 @@ import weakref
 import pytest
 import torch
 
+from torch.multiprocessing.reductions import StorageWeakRef
+
 import adaptim
 from adaptim import _fused
 
@@ -242,12 +244,14 @@ def test_plan_does_not_keep_gradients_or_replaced_state_alive():
         opt.step()
     assert opt._adaptim_plans
     grad = weakref.ref(params[0].grad)
+    grad_memory = StorageWeakRef(params[0].grad.untyped_storage())
     exp_avg = weakref.ref(opt.state[params[0]]["exp_avg"])
     saved = copy.deepcopy(opt.state_dict())  # state_dict() holds the live tensors
     opt.zero_grad()
     opt.load_state_dict(saved)
     gc.collect()
     assert grad() is None, "the plan kept a gradient alive after zero_grad()"
+    assert grad_memory.expired(), "the plan kept a gradient's memory after zero_grad()"
     assert exp_avg() is None, "the plan kept replaced state alive after load_state_dict"
 
 

@@ -492,15 +492,16 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 # tensor (about 0.4 µs per tensor for Adam). What each check catches:
 #   the group's parameter list, element by element (add or remove a parameter),
 #   each parameter's address (``p.data = ...``, ``module.to(dtype)``, ``set_``),
-#   each gradient's identity (set to None, re-created by backward), address and byte size,
+#   each gradient's identity (set to None, re-created by backward) and address,
 #   the optimizer's state dict, each parameter's state dict and each state tensor's identity
 #   (``load_state_dict``, state replaced), the state the group's options need (momentum turned
 #   on), the group's ``fused`` and ``state_dtype``.
 # The plan holds the storages of parameters and state tensors, so none of them can be freed
 # and its address reused by another tensor while the plan lives: an address that still matches
-# is the same memory. Gradients are held by weak references only (set_to_none frees them).
+# is the same memory. Gradients are held by weak references only (set_to_none frees them); the
+# storages of the gradients it saw are held until the first of those gradients is freed, so the
+# same holds for them while their identity check passes.
 _GRAD = operator.attrgetter("grad")
-_NBYTES = operator.attrgetter("nbytes")
 _LAYOUT = operator.attrgetter("layout")
 _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
@@ -512,7 +513,7 @@ class _Plan:
     """One group's kernel call, ready to run: see the comment above for what is re-checked."""
 
     __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
-                 "param_ptrs", "grad_ptrs", "grad_nbytes", "state", "keys", "state_cols",
+                 "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
                  "required", "fused", "state_dtype", "lib", "kernel", "mode", "step_dtype",
                  "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep")
 
@@ -530,13 +531,9 @@ class _Plan:
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
         if all(map(operator.is_, grads_all, map(_CALL, self.grad_refs))):
-            # a dead reference (the gradient was freed) reads None like a missing gradient:
-            # data_ptr then meets a None and raises
-            try:
-                if list(map(_PTR, grads)) != self.grad_ptrs \
-                        or list(map(_NBYTES, grads)) != self.grad_nbytes:
-                    return False
-            except TypeError:
+            # a dead reference (the gradient was freed) reads None like a missing gradient, but
+            # then the holder has let its storages go
+            if self.grad_hold.storages is None or list(map(_PTR, grads)) != self.grad_ptrs:
                 return False
         elif not self._adopt_grads(grads_all, grads):
             return False
@@ -568,13 +565,30 @@ class _Plan:
         n = self.n
         self.grad_ptrs = list(map(_PTR, grads))
         self.buf[n:2 * n] = self.grad_ptrs
-        self.grad_nbytes = list(map(_NBYTES, grads))
-        self.grad_refs = _grad_refs(grads_all)
+        self.grad_hold, self.grad_refs = _hold_grads(grads_all, grads)
         return True
 
 
-def _grad_refs(grads_all):
-    return [_NO_GRAD if g is None else weakref.ref(g) for g in grads_all]
+class _GradHold:
+    """The storages of a plan's gradients, let go when the first of those gradients is freed
+    (a weak reference's callback), so a plan never keeps gradient memory past ``zero_grad()``."""
+
+    __slots__ = ("storages",)
+
+    def __init__(self, grads):
+        self.storages = list(map(_STORAGE, grads))
+
+    def drop(self, _ref):
+        self.storages = None
+
+
+def _hold_grads(grads_all, grads):
+    """A holder of ``grads``' storages and weak references to ``grads_all`` (callable; a
+    missing gradient's reads None) that empty the holder when one dies."""
+    hold = _GradHold(grads)
+    drop = hold.drop
+    refs = [_NO_GRAD if g is None else weakref.ref(g, drop) for g in grads_all]
+    return hold, refs
 
 
 def _plans(optimizer) -> dict:
@@ -621,8 +635,8 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
         return None
     plan = _Plan()
     plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
-    plan.none_pattern, plan.grad_refs = none_pattern, _grad_refs(grads_all)
-    plan.grad_nbytes = list(map(_NBYTES, grads))
+    plan.none_pattern = none_pattern
+    plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
     plan.state, plan.required = optimizer.state, optimizer._required_state(group)
     plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
     plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
