@@ -236,22 +236,33 @@ def test_param_without_gradient_is_planned_and_untouched():
     assert float(opt.state[params[1]]["step"]) == 1
 
 
-def test_plan_does_not_keep_gradients_or_replaced_state_alive():
+def _planned_adam():
     params = _params()
     opt = adaptim.Adam(params, lr=1e-2)
     for step in range(3):
         _fill_grads(params, step)
         opt.step()
     assert opt._adaptim_plans
+    return params, opt
+
+
+def test_plan_keeps_no_gradient_memory_after_zero_grad():
+    params, opt = _planned_adam()
     grad = weakref.ref(params[0].grad)
-    grad_memory = StorageWeakRef(params[0].grad.untyped_storage())
+    memory = [StorageWeakRef(p.grad.untyped_storage()) for p in params]
+    opt.zero_grad()
+    gc.collect()
+    assert opt._adaptim_plans  # the plan lives on (it adopts the next gradients)
+    assert grad() is None, "the plan kept a gradient alive after zero_grad()"
+    assert all(m.expired() for m in memory), "the plan kept gradient memory after zero_grad()"
+
+
+def test_load_state_dict_releases_the_replaced_state():
+    params, opt = _planned_adam()
     exp_avg = weakref.ref(opt.state[params[0]]["exp_avg"])
     saved = copy.deepcopy(opt.state_dict())  # state_dict() holds the live tensors
-    opt.zero_grad()
     opt.load_state_dict(saved)
     gc.collect()
-    assert grad() is None, "the plan kept a gradient alive after zero_grad()"
-    assert grad_memory.expired(), "the plan kept a gradient's memory after zero_grad()"
     assert exp_avg() is None, "the plan kept replaced state alive after load_state_dict"
 
 
