@@ -15,6 +15,11 @@ bfloat16 for float32 parameters) go through the reference path: the functional r
 (``optimizer._update``), on parameter-precision copies of the state when the state is stored
 in another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
+A group the kernel takes whole is planned once: the call's pointers, sizes and step counters
+sit in one buffer that later steps re-check in bulk (no Python loop per tensor) and reuse
+(:func:`planned_step`, before the group is gathered); a change that could leave a pointer stale
+drops the plan and the group is gathered and planned again.
+
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
 """
