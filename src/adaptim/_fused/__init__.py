@@ -93,11 +93,11 @@ def kernel_suits(params: list[Tensor], optimizer=None, group: dict | None = None
     reference path is exact too, only slower. CUDA groups take the reference path, and so does
     a plain-SGD group of one or two tensors (given ``optimizer`` and ``group``), for which it is
     faster than any kernel call."""
+    if group is not None and len(params) <= _SGD_REFERENCE_TENSORS \
+            and not group.get("weight_decay") and optimizer._stateless(group):
+        return False
     p = params[0]
     if not p.is_cpu or _is_dtensor(p):
-        return False
-    if group is not None and len(params) <= _SGD_REFERENCE_TENSORS \
-            and optimizer._stateless(group) and not group.get("weight_decay"):
         return False
     mode = _MODES.get((p.dtype, p.dtype))
     return mode is not None and kernel_available(mode)
