@@ -148,9 +148,14 @@ def _unfuse(s):
     s.opt.param_groups[0]["fused"] = False
 
 
+def _state_dtype_set(s):
+    s.opt.param_groups[0]["state_dtype"] = torch.float32
+
+
 @pytest.mark.parametrize("name", ["sgd"] + STATEFUL)
 @pytest.mark.parametrize("change", [_swap_data, _to_float64, _drop_one_grad, _swap_grad_data,
-                                    _unfuse], ids=lambda f: f.__name__.strip("_"))
+                                    _unfuse, _state_dtype_set],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_change_is_detected(name, change):
     _scenario(name, change, hit=False)
 

@@ -500,7 +500,7 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 #   each gradient's identity (set to None, re-created by backward) and address,
 #   the optimizer's state dict, each parameter's state dict and each state tensor's identity
 #   (``load_state_dict``, state replaced), the state the group's options need (momentum turned
-#   on), the group's ``fused`` and ``state_dtype``.
+#   on), the group's ``fused``, ``foreach`` and ``state_dtype``.
 # The plan holds the storages of parameters and state tensors, so none of them can be freed
 # and its address reused by another tensor while the plan lives: an address that still matches
 # is the same memory. Gradients are held by weak references only (set_to_none frees them); the
@@ -519,8 +519,8 @@ class _Plan:
 
     __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
                  "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
-                 "required", "fused", "state_dtype", "lib", "kernel", "mode", "step_dtype",
-                 "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep")
+                 "required", "fused", "foreach", "state_dtype", "lib", "kernel", "mode",
+                 "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep")
 
     def run(self, optimizer, group, grad_scale: float) -> bool:
         """Check the plan against the group as it is now and, if it holds, take the step."""
@@ -528,6 +528,7 @@ class _Plan:
         all_params = self.all_params
         if len(gp) != len(all_params) or not all(map(operator.is_, gp, all_params)) \
                 or group.get("fused") is not self.fused \
+                or group.get("foreach") is not self.foreach \
                 or group.get("state_dtype") is not self.state_dtype \
                 or optimizer.state is not self.state \
                 or optimizer._required_state(group) != self.required \
@@ -644,6 +645,7 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
     plan.state, plan.required = optimizer.state, optimizer._required_state(group)
     plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
+    plan.foreach = group.get("foreach")
     plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
     stateful = bool(steps) or any(col is not None for col in columns[2:])
     if stateful:
