@@ -310,3 +310,33 @@ def test_default_picks_the_cheaper_path_for_tiny_groups(name, kw, tensors, kerne
                          ids=lambda f: f.__name__.strip("_"))
 def test_change_is_detected_with_bfloat16_state(change):
     _scenario("adam", change, hit=False, state_dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("groups", [1, 3], ids=["one-group", "three-groups"])
+def test_replaced_state_dict_is_detected_either_way(groups):
+    """A group holding most of optimizer.state compares the whole mapping; one of several
+    looks its parameters up: both see a parameter's state dict replaced."""
+    def build():
+        params = [torch.nn.Parameter(torch.full((5,), float(i))) for i in range(3)]
+        opt = adaptim.Adam([{"params": params}] if groups == 1 else
+                           [{"params": [p]} for p in params], lr=1e-2)
+        return params, opt
+    (pa, a), (pb, b) = build(), build()
+    for step in range(3):
+        for params, opt in ((pa, a), (pb, b)):
+            _fill_grads(params, step)
+            if opt is b:
+                _fused.forget_plans(opt)
+            opt.step()
+    for params, opt in ((pa, a), (pb, b)):
+        opt.state[params[0]] = {k: v.clone() for k, v in opt.state[params[0]].items()}
+    hits = _fused._debug.plan_hits
+    for params, opt in ((pa, a), (pb, b)):
+        _fill_grads(params, 3)
+        if opt is b:
+            _fused.forget_plans(opt)
+        opt.step()
+    assert _fused._debug.plan_hits - hits == groups - 1  # only the untouched groups' plans ran
+    for x, y in zip(pa, pb):
+        assert torch.equal(x, y)
+        assert torch.equal(a.state[x]["exp_avg"], b.state[y]["exp_avg"])

@@ -498,7 +498,8 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 #   the group's parameter list, element by element (add or remove a parameter),
 #   each parameter's address (``p.data = ...``, ``module.to(dtype)``, ``set_``),
 #   each gradient's identity (set to None, re-created by backward) and address,
-#   the optimizer's state dict, each parameter's state dict and each state tensor's identity
+#   the optimizer's state dict, each parameter's state dict (or every entry of the optimizer's
+#   state, where the group holds most of it) and each state tensor's identity
 #   (``load_state_dict``, state replaced), the state the group's options need (momentum turned
 #   on), the group's ``fused``, ``foreach`` and ``state_dtype``.
 # The plan holds the storages of parameters and state tensors, so none of them can be freed
@@ -520,7 +521,8 @@ class _Plan:
     __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
                  "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
                  "required", "fused", "foreach", "state_dtype", "lib", "kernel", "mode",
-                 "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep")
+                 "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep",
+                 "state_snapshot")
 
     def run(self, optimizer, group, grad_scale: float) -> bool:
         """Check the plan against the group as it is now and, if it holds, take the step."""
@@ -547,7 +549,15 @@ class _Plan:
             return False
         if self.keys:
             n = self.n
-            states = list(map(optimizer.state.get, self.params))
+            state = optimizer.state
+            if self.state_snapshot is None:
+                states = list(map(state.get, self.params))
+            else:
+                # every entry of optimizer.state as it was (iterating hashes nothing)
+                snap_keys, snap_values, states = self.state_snapshot
+                if len(state) != len(snap_keys) or not all(map(operator.is_, state, snap_keys)) \
+                        or not all(map(operator.is_, state.values(), snap_values)):
+                    return False
             for key, col in zip(self.keys, self.state_cols):
                 if not all(map(operator.is_, map(dict.get, states, repeat(key, n)), col)):
                     return False
@@ -647,12 +657,18 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
     plan.foreach = group.get("foreach")
     plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
+    plan.state_snapshot = None
     stateful = bool(steps) or any(col is not None for col in columns[2:])
     if stateful:
         if not all(map(operator.is_, map(optimizer.state.get, params), states)):
             return None
         keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
         keys += ["step"] if steps else []
+        # Where this group holds most of optimizer.state, comparing the whole mapping entry by
+        # entry is cheaper than looking each parameter up (a Python-level Tensor.__hash__).
+        if 2 * n >= len(optimizer.state):
+            plan.state_snapshot = (list(optimizer.state), list(optimizer.state.values()),
+                                   list(states))
         for key in keys:
             col = list(map(dict.get, states, repeat(key, n)))
             plan.keys.append(key)
