@@ -101,9 +101,9 @@ def _assert_same(params_a, opt_a, params_b, opt_b, tol):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_fused_matches_unfused(case, dtype):
     name, kw = case
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     params_f, opt_f = _run(name, kw, dtype, fused=True)
-    assert _fused.kernel_calls > calls, "the C kernel was not used"
+    assert _fused._debug.calls > calls, "the C kernel was not used"
     params_u, opt_u = _run(name, kw, dtype, fused=False)
     _assert_same(params_f, opt_f, params_u, opt_u, TOL[dtype])
     # the parameter without a gradient is untouched and its state (Adagrad's is eager) unstepped
@@ -113,9 +113,9 @@ def test_fused_matches_unfused(case, dtype):
 
 @pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam"])
 def test_grad_scale_is_applied_on_the_fly(name):
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     check_grad_scale_in_the_kernel(name)
-    assert _fused.kernel_calls - calls == 3
+    assert _fused._debug.calls - calls == 3
 
 
 @pytest.mark.parametrize("name", ["nesterov", "rmsprop", "adadelta", "adam"])
@@ -131,14 +131,14 @@ def test_non_contiguous_parameters(name):
     assert not pf[0].is_contiguous() and not pf[1].is_contiguous()
     opt_f = adaptim.create(name, pf, fused=True)
     opt_u = adaptim.create(name, pu, fused=False)
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     for step in range(3):
         for a, b in zip(pf, pu):
             g = torch.sin(torch.arange(a.numel(), dtype=torch.float64) + step).reshape(a.shape)
             a.grad, b.grad = g.clone(), g.clone()
         opt_f.step()
         opt_u.step()
-    assert _fused.kernel_calls > calls
+    assert _fused._debug.calls > calls
     for a, b in zip(pf, pu):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
@@ -186,7 +186,7 @@ def test_without_a_compiler_falls_back_with_one_warning(fresh_kernel, monkeypatc
     pu = pf.detach().clone().requires_grad_()
     opt_f = adaptim.Adam([pf], fused=True)
     opt_u = adaptim.Adam([pu])
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for step in range(3):
@@ -196,7 +196,7 @@ def test_without_a_compiler_falls_back_with_one_warning(fresh_kernel, monkeypatc
             opt_u.step()
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "fall" in messages[0] and "no-such-compiler" in messages[0]
-    assert _fused.kernel_calls == calls
+    assert _fused._debug.calls == calls
     assert torch.equal(pf, pu)  # the fallback is the unfused rule itself
 
 
@@ -206,10 +206,10 @@ def test_an_unusable_cache_dir_builds_in_a_private_temp_dir(fresh_kernel, monkey
     monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(blocker / "cache"))  # mkdir fails, even as root
     p = torch.ones(3, requires_grad=True)
     p.grad = torch.ones(3)
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     with pytest.warns(RuntimeWarning, match="not writable"):
         adaptim.SGD([p], lr=0.5, fused=True).step()
-    assert _fused.kernel_calls == calls + 1  # the kernel ran, not the fallback
+    assert _fused._debug.calls == calls + 1  # the kernel ran, not the fallback
     assert torch.equal(p, torch.full((3,), 0.5))
     built = Path(_ckernel.stats["path"])
     assert built.exists() and built.parent != blocker / "cache"
@@ -224,13 +224,13 @@ def test_default_runs_the_kernel_on_cpu_and_false_does_not(name, dtype):
     drop-in user gets without asking) and fused=False to the reference path; both agree to the
     fused tolerances."""
     kw = dict(lr=1e-2)
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     pd, od = _run(name, kw, dtype, fused=None)
     assert od.param_groups[0]["fused"] is None  # the group keeps torch's value for checkpoints
-    assert _fused.kernel_calls > calls
-    calls = _fused.kernel_calls
+    assert _fused._debug.calls > calls
+    calls = _fused._debug.calls
     pr, orf = _run(name, kw, dtype, fused=False)
-    assert _fused.kernel_calls == calls
+    assert _fused._debug.calls == calls
     _assert_same(pd, od, pr, orf, TOL[dtype])
 
 
@@ -239,7 +239,7 @@ def test_default_without_a_compiler_is_the_reference_path_silently(fresh_kernel,
     pd = torch.randn(30, requires_grad=True)
     pr = pd.detach().clone().requires_grad_()
     opt_d, opt_r = adaptim.RMSprop([pd], lr=0.01), adaptim.RMSprop([pr], lr=0.01, fused=False)
-    calls = _fused.kernel_calls
+    calls = _fused._debug.calls
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the user asked for nothing: no warning
         for _ in range(3):
@@ -247,7 +247,7 @@ def test_default_without_a_compiler_is_the_reference_path_silently(fresh_kernel,
             pd.grad, pr.grad = g.clone(), g.clone()
             opt_d.step()
             opt_r.step()
-    assert _fused.kernel_calls == calls
+    assert _fused._debug.calls == calls
     assert torch.equal(pd, pr)
 
 

@@ -98,9 +98,9 @@ def _assert_same(run_a, run_b, tol, state_tol=None):
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_triton_matches_unfused_and_c_kernel(case, dtype):
     name, kw = case
-    before = _triton.launches
+    before = _fused._debug.launches
     triton_run = _run(name, kw, dtype, "triton")
-    assert _triton.launches - before == 2 * STEPS, "one launch per group and step"
+    assert _fused._debug.launches - before == 2 * STEPS, "one launch per group and step"
     _assert_same(triton_run, _run(name, kw, dtype, "unfused"), TOL[dtype])
     params, opt = triton_run
     assert float(opt.state.get(params[-1], {}).get("step", 0)) == 0  # no gradient: untouched
@@ -134,9 +134,9 @@ def triton_on_cpu(monkeypatch):
 
 @pytest.mark.parametrize("name", ["momentum", "rmsprop", "adam", "adagrad", "adadelta"])
 def test_grad_scale_is_applied_in_the_kernel(name, triton_on_cpu):
-    before = _triton.launches
+    before = _fused._debug.launches
     check_grad_scale_in_the_kernel(name, maximize=True)
-    assert _triton.launches - before == 3
+    assert _fused._debug.launches - before == 3
 
 
 class _LaunchSpy:
@@ -233,14 +233,14 @@ def test_odd_tensors_take_the_reference_path_and_dtypes_get_one_launch_each(name
     assert not pf[0].is_contiguous()
     opt_f = adaptim.create(name, pf, lr=1e-2, fused=True)
     opt_u = adaptim.create(name, pu, lr=1e-2, fused=False)
-    before = _triton.launches
+    before = _fused._debug.launches
     for step in range(3):
         for a, b in zip(pf, pu):
             g = torch.sin(torch.arange(a.numel(), dtype=a.dtype) + step).reshape(a.shape)
             a.grad, b.grad = g.clone(), g.clone()
         opt_f.step()
         opt_u.step()
-    assert _triton.launches - before == 2 * 3
+    assert _fused._debug.launches - before == 2 * 3
     for a, b in zip(pf, pu):
         torch.testing.assert_close(a, b, **TOL[a.dtype])
         for key, v in opt_u.state[b].items():
@@ -286,7 +286,7 @@ def test_without_triton_falls_back_with_one_warning(monkeypatch):
     pf = torch.randn(30, dtype=torch.float64, requires_grad=True)
     pu = pf.detach().clone().requires_grad_()
     opt_f, opt_u = adaptim.Adam([pf], fused=True), adaptim.Adam([pu])
-    before = _triton.launches
+    before = _fused._debug.launches
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
@@ -296,7 +296,7 @@ def test_without_triton_falls_back_with_one_warning(monkeypatch):
             opt_u.step()
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(messages) == 1 and "Triton" in messages[0]
-    assert _triton.launches == before
+    assert _fused._debug.launches == before
     torch.testing.assert_close(pf, pu, rtol=1e-12, atol=1e-12)
 
 
@@ -313,9 +313,9 @@ def test_chunk_table_is_cached_per_group_sizes():
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
 def test_cuda_matches_unfused(case, dtype):
     name, kw = case
-    before = _triton.launches
+    before = _fused._debug.launches
     fused = _run(name, kw, dtype, "fused-cuda", device="cuda")
-    assert _triton.launches - before == 2 * STEPS
+    assert _fused._debug.launches - before == 2 * STEPS
     _assert_same(fused, _run(name, kw, dtype, "unfused", device="cuda"), TOL[dtype])
 
 
@@ -342,13 +342,13 @@ def test_cuda_matches_torch_fused_adam(name, cls):
     p_t = p_a.detach().clone().requires_grad_()
     opt_a = adaptim.create(name, [p_a], lr=1e-3, weight_decay=0.01, fused=True)
     opt_t = cls([p_t], lr=1e-3, weight_decay=0.01, fused=True)
-    before = _triton.launches
+    before = _fused._debug.launches
     for _ in range(5):
         g = torch.randn(10_000, device="cuda")
         p_a.grad, p_t.grad = g.clone(), g.clone()
         opt_a.step()
         opt_t.step()
-    assert _triton.launches - before == 5
+    assert _fused._debug.launches - before == 5
     torch.testing.assert_close(p_a, p_t, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(opt_a.state[p_a]["exp_avg_sq"], opt_t.state[p_t]["exp_avg_sq"],
                                rtol=1e-6, atol=1e-9)

@@ -241,6 +241,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         if grad_scale is None:
             return
         for group in self.param_groups:
+            if _fused.planned_step(self, group, grad_scale):
+                continue  # the group's cached kernel call still holds: nothing to gather
             params, grads, states = self._gather(group)
             if not params:
                 continue
@@ -256,9 +258,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             elif group.get("differentiable"):
                 fused = False
             elif fused is None:
-                fused = not group.get("foreach") and _fused.kernel_suits(params)
+                fused = not group.get("foreach") and _fused.kernel_suits(params, self, group)
             if fused or group.get("state_dtype") is not None:
-                _fused.fused_update(self, group, params, grads, states, grad_scale, fused)
+                _fused.fused_update(self, group, params, grads, states, grad_scale, fused,
+                                    plan=True)
             else:
                 if grad_scale != 1.0:
                     torch._foreach_mul_(grads, grad_scale)
@@ -422,6 +425,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
+        _fused.forget_plans(self)  # load_state_dict replaces groups and state through here
         self.__dict__.setdefault("skipped_steps", 0)
         _ops.register(self)
         for group in self.param_groups:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from adaptim.algorithms import ALGORITHMS
 
-__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "reset", "stats"]
+__all__ = ["KernelUnavailable", "cache_dir", "compiler", "failed", "load", "loaded", "reset",
+           "stats"]
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ("kernels.c", "kernels_body.h", "hp_fields.h")
@@ -42,10 +43,16 @@ stats = {"builds": 0, "loads": 0, "build_seconds": None, "load_seconds": None, "
 
 _libs: dict[int, ctypes.CDLL] = {}
 _error: str | None = None
+_error_is_compiler = False
 
 
 class KernelUnavailable(RuntimeError):
-    """The C kernel library could not be built or loaded."""
+    """The C kernel library could not be built or loaded. ``compiler_problem``: the C compiler
+    is missing or failed (so ADAPTIM_CC is the fix), rather than, e.g., an unloadable file."""
+
+    def __init__(self, message: str, compiler_problem: bool = False):
+        super().__init__(message)
+        self.compiler_problem = compiler_problem
 
 
 def compiler() -> str:
@@ -73,9 +80,11 @@ def _compiler_version(cc: str) -> str:
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as err:
-        raise KernelUnavailable(f"C compiler {cc!r} not usable: {err}") from err
+        raise KernelUnavailable(f"C compiler {cc!r} not usable: {err}",
+                                compiler_problem=True) from err
     if out.returncode != 0:
-        raise KernelUnavailable(f"C compiler {cc!r} failed: {out.stderr.strip()[:300]}")
+        raise KernelUnavailable(f"C compiler {cc!r} failed: {out.stderr.strip()[:300]}",
+                                compiler_problem=True)
     return out.stdout
 
 
@@ -90,20 +99,30 @@ def library_path(mode: int, cc: str | None = None) -> Path:
     return cache_dir() / f"adaptim_kernels_{h.hexdigest()[:16]}_mode{mode}.so"
 
 
-def _build(cc: str, mode: int, target: Path) -> None:
+def _compile(cc: str, mode: int, out: str) -> None:
+    start = time.perf_counter()
+    res = subprocess.run([cc, *FLAGS, f"-DADAPTIM_MODE={mode}", "-o", out,
+                          str(SOURCE_DIR / "kernels.c")], capture_output=True, text=True,
+                         timeout=300)
+    if res.returncode != 0:
+        raise KernelUnavailable(f"compiling the fused kernels with {cc!r} failed:\n"
+                                f"{res.stderr.strip()[:2000]}", compiler_problem=True)
+    stats["builds"] += 1
+    stats["build_seconds"] = time.perf_counter() - start
+
+
+def _build(cc: str, mode: int, target: Path, open_first: bool = False) -> ctypes.CDLL | None:
+    """Compile into a fresh file beside ``target``, then rename it over ``target``: atomic, so
+    concurrent processes never see a half-written library (each builder renames a whole one).
+    With ``open_first`` the new file is loaded under its fresh name before the rename (a name
+    this process has loaded before would return the old library) and returned."""
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        start = time.perf_counter()
-        out = subprocess.run([cc, *FLAGS, f"-DADAPTIM_MODE={mode}", "-o", tmp,
-                              str(SOURCE_DIR / "kernels.c")],
-                             capture_output=True, text=True, timeout=300)
-        if out.returncode != 0:
-            raise KernelUnavailable(f"compiling the fused kernels with {cc!r} failed:\n"
-                                    f"{out.stderr.strip()[:2000]}")
-        os.replace(tmp, target)  # atomic: concurrent processes never see a half-written file
-        stats["builds"] += 1
-        stats["build_seconds"] = time.perf_counter() - start
+        _compile(cc, mode, tmp)
+        lib = _open(Path(tmp), mode) if open_first else None
+        os.replace(tmp, target)
+        return lib
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -111,10 +130,15 @@ def _build(cc: str, mode: int, target: Path) -> None:
 
 def _open(path: Path, mode: int) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    if lib.adaptim_abi_version() != ABI_VERSION or lib.adaptim_mode() != mode:
-        raise KernelUnavailable(f"{path} has the wrong ABI version or mode")
-    for rule in RULES:
-        fn = getattr(lib, f"adaptim_{rule}")
+    try:
+        abi, lib_mode = lib.adaptim_abi_version(), lib.adaptim_mode()
+        fns = [getattr(lib, f"adaptim_{rule}") for rule in RULES]
+    except AttributeError as err:  # a shared library, but not this one
+        raise KernelUnavailable(f"{path} is not an adaptim kernel library: {err}") from err
+    if abi != ABI_VERSION or lib_mode != mode:
+        raise KernelUnavailable(f"{path} reports ABI version {abi} and mode {lib_mode}, "
+                                f"expected {ABI_VERSION} and {mode}")
+    for fn in fns:
         fn.restype = ctypes.c_int
         # (mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads)
         fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
@@ -122,39 +146,73 @@ def _open(path: Path, mode: int) -> ctypes.CDLL:
     return lib
 
 
+def loaded(mode: int) -> ctypes.CDLL | None:
+    """The library of ``mode`` if this process has loaded it (and not ``reset()`` since)."""
+    return _libs.get(mode)
+
+
 def load(mode: int = 1) -> ctypes.CDLL:
     """The loaded kernel library of ``mode``, building it on first use; raises KernelUnavailable
-    (and remembers why, so a failing compiler is tried once per process)."""
-    global _error
+    (and remembers why, so a failing compiler is tried once per process).
+
+    A cached library that does not load (a damaged file) or reports another ABI version or mode
+    is rebuilt once, atomically; only if the rebuilt one fails too does this raise, naming both
+    causes."""
     lib = _libs.get(mode)
     if lib is not None:
         return lib
     if mode not in MODES:
         raise ValueError(f"no kernel mode {mode!r} (valid: {MODES})")
     if _error is not None:
-        raise KernelUnavailable(_error)
+        raise KernelUnavailable(_error, _error_is_compiler)
     try:
         start = time.perf_counter()
         cc = compiler()
         path = library_path(mode, cc)
         if not path.exists():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                writable = os.access(path.parent, os.W_OK)
-            except OSError:
-                writable = False
-            if not writable:
-                path = _private_dir() / path.name
+            path = _writable(path)
             if not path.exists():
                 _build(cc, mode, path)
-        lib = _libs[mode] = _open(path, mode)
+        try:
+            lib = _open(path, mode)
+        except (OSError, KernelUnavailable) as err:
+            lib, path = _rebuild(cc, mode, path, err)
+        _libs[mode] = lib
         stats["loads"] += 1
         stats["load_seconds"] = time.perf_counter() - start
         stats["path"] = str(path)
         return lib
     except (KernelUnavailable, OSError, subprocess.SubprocessError) as err:
-        _error = str(err)
-        raise KernelUnavailable(_error) from err
+        _remember(err)
+        raise KernelUnavailable(_error, _error_is_compiler) from err
+
+
+def _remember(err: Exception) -> None:
+    global _error, _error_is_compiler
+    _error = str(err)
+    _error_is_compiler = bool(getattr(err, "compiler_problem", False))
+
+
+def _writable(path: Path) -> Path:
+    """``path``, or the same name in this process's private directory where its directory
+    cannot be created or written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writable = os.access(path.parent, os.W_OK)
+    except OSError:
+        writable = False
+    return path if writable else _private_dir() / path.name
+
+
+def _rebuild(cc: str, mode: int, path: Path, cause: Exception) -> tuple[ctypes.CDLL, Path]:
+    """Replace a cached library that failed to load (``cause``) by a fresh build, once."""
+    target = _writable(path)
+    try:
+        return _build(cc, mode, target, open_first=True), target
+    except (KernelUnavailable, OSError, subprocess.SubprocessError) as err:
+        raise KernelUnavailable(
+            f"the cached kernel library {path} could not be loaded ({cause}), and rebuilding "
+            f"it failed: {err}", getattr(err, "compiler_problem", False)) from err
 
 
 _private: Path | None = None
@@ -182,8 +240,8 @@ def failed() -> bool:
 
 def reset() -> None:
     """Forget the loaded library and any failure (tests; a changed ADAPTIM_CC)."""
-    global _error, _private
+    global _error, _error_is_compiler, _private
     _libs.clear()
-    _error = None
+    _error, _error_is_compiler = None, False
     _private = None
     stats.update(builds=0, loads=0, build_seconds=None, load_seconds=None, path=None)

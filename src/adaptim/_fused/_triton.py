@@ -43,7 +43,7 @@ from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
 
-__all__ = ["update", "launches"]
+__all__ = ["update"]
 
 BLOCK = 2048           # elements per program on a GPU
 BLOCK_INTERPRET = 64   # in the interpreter (numpy per program: small blocks keep tests short)
@@ -51,8 +51,6 @@ NUM_WARPS = 4
 HP_SLOTS = 16
 _KINDS = {torch.float64: 0, torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}
 
-# Kernel launches made by this process (tests check the path ran once per group and step).
-launches = 0
 
 _kernel_modules: dict[bool, object] = {}
 
@@ -230,7 +228,6 @@ def _kinds_ok(pk, sk) -> bool:
 
 def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars):
     """One launch over every chunk of every tensor in ``columns``."""
-    global launches
     n, n_ops = len(columns[0]), len(columns)
     sizes = tuple(map(Tensor.numel, columns[0]))
     block = BLOCK_INTERPRET if interpret else BLOCK
@@ -255,7 +252,7 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
     # every element count is a multiple of 8 (then no 16-byte group straddles a mask edge).
     aligned = not (records[:, :n_ops] % 16).any() and not (np.asarray(sizes) % 8).any()
     options = dict(PK=pk, SK=sk, BLOCK=block, ALIGNED=bool(aligned), **flags)
-    launches += 1
+    _fused._debug.launches += 1
     args = (table_t, table_t.view(torch.float64), chunks)
     if interpret:
         with np.errstate(all="ignore"):  # masked-off lanes may divide 0 by 0; never stored

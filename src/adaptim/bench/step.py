@@ -33,7 +33,7 @@ import torch
 
 import adaptim
 
-__all__ = ["add_parser", "main", "run"]
+__all__ = ["add_parser", "main", "run", "tensor_count_sweep", "tiny_models"]
 
 # GPT-2 small (124M): token and position embeddings, 12 blocks, final layer norm.
 _GPT2_BLOCK = [768, 768, 768 * 2304, 2304, 768 * 768, 768, 768, 768, 768 * 3072, 3072,
@@ -282,6 +282,174 @@ def run(params: int | None = None, small: tuple[int, int] = (5000, 1000),
     return report
 
 
+# ---------------------------------------------------------------- tensor-count sweep
+SWEEP_COUNTS = (1, 10, 100, 1000, 5000)
+SWEEP_CASES = ("adam", "rmsprop", "momentum", "adagrad")
+# DeepSpeed's CPU optimizers (ZeRO-Offload), per case: (module, class name)
+_DEEPSPEED = {"adam": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
+              "adamw": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
+              "adagrad": ("deepspeed.ops.adagrad", "DeepSpeedCPUAdagrad")}
+SWEEP_MODES = ("adaptim", "torch fastest", "deepspeed")
+
+
+def torch_fastest_mode(case: str, device) -> str:
+    """torch's fastest step for a case: fused where torch has a fused kernel on CPU (or any
+    CUDA device), else foreach."""
+    return "torch fused" if CASES[case][5] or device.type == "cuda" else "torch foreach"
+
+
+def _deepspeed_optimizer(case: str, params):
+    """DeepSpeed's CPU optimizer for ``case``, or a string saying why there is none."""
+    if case not in _DEEPSPEED:
+        return "no CPU optimizer"
+    module, cls = _DEEPSPEED[case]
+    try:
+        import importlib
+        ds_cls = getattr(importlib.import_module(module), cls)
+    except Exception:  # noqa: BLE001 - DeepSpeed fails to import in many ways without its deps
+        return "not installed"
+    kw = dict(lr=CASES[case][3]["lr"])
+    if case == "adam":
+        kw["adamw_mode"] = False
+    return ds_cls(params, **kw)
+
+
+def _sweep_optimizer(case: str, mode: str, params, device):
+    if mode == "adaptim":  # the library's default (fused=None)
+        name, extra, _, torch_kw, _, _ = CASES[case]
+        return adaptim.create(name, params, **extra, lr=torch_kw["lr"])
+    if mode == "deepspeed":
+        return _deepspeed_optimizer(case, params)
+    return _make_optimizer(case, torch_fastest_mode(case, device), params)
+
+
+def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_CASES,
+                       repeat: int = 5, device="cpu", log=print) -> dict:
+    """ms per step for ``total`` float32 parameters split into ``count`` equal tensors (as a user
+    builds them: one tensor per parameter, no flattening), for adaptim's default, torch's
+    fastest mode and DeepSpeed's CPU optimizer where it imports; the modes of one case and count
+    are timed in interleaved rounds (best of ``repeat``). Each row is also given relative to the
+    same mode's one-tensor time, and as microseconds per tensor above it."""
+    dev = torch.device(device)
+    out = {"total": total, "counts": list(counts), "repeat": repeat, "cases": {}}
+    for case in cases:
+        rows = {}
+        for count in counts:
+            size = total // count
+            params = [torch.zeros(size, device=dev).normal_(0, 0.02).requires_grad_()
+                      for _ in range(count)]
+            for p in params:
+                p.grad = torch.randn_like(p).mul_(1e-3)
+            steps, row = {}, {}
+            for mode in SWEEP_MODES:
+                opt = _sweep_optimizer(case, mode, params, dev)
+                if isinstance(opt, str):
+                    row[mode] = opt
+                    continue
+                opt.step()  # warm-up: state, kernel load, plan
+                opt.step()
+                _sync(dev)
+                steps[mode] = opt.step
+            times = {m: [] for m in steps}
+            for _ in range(repeat):
+                for m, fn in steps.items():
+                    times[m].append(_seconds(fn, dev))
+            row.update({m: 1e3 * min(t) for m, t in times.items()})
+            rows[count] = row
+            steps = params = None
+            log(f"  {case}, {count} x {size}: " + ", ".join(
+                f"{m} {v:.2f} ms" if isinstance(v, float) else f"{m} {v}"
+                for m, v in row.items()))
+        out["cases"][case] = rows
+    return out
+
+
+def sweep_markdown(sweep: dict) -> str:
+    """The sweep as a Markdown table: ms per step, and x the same mode's one-tensor time."""
+    counts = sweep["counts"]
+    lines = [f"ms per step for {sweep['total']:,} float32 parameters split into N tensors "
+             f"(best of {sweep['repeat']} interleaved rounds); in brackets, x the same "
+             "optimizer's one-tensor time.", "",
+             "| optimizer | mode | " + " | ".join(f"N = {c:,}" for c in counts)
+             + " | µs per extra tensor |", "|---" * (len(counts) + 3) + "|"]
+    for case, rows in sweep["cases"].items():
+        for mode in SWEEP_MODES:
+            one = rows[counts[0]].get(mode)
+            cells = []
+            for c in counts:
+                v = rows[c].get(mode)
+                if isinstance(v, float):
+                    cells.append(f"{v:.2f} ({v / one:.1f}x)" if isinstance(one, float)
+                                 else f"{v:.2f}")
+                else:
+                    cells.append(str(v))
+            last = rows[counts[-1]].get(mode)
+            per = (f"{1e3 * (last - one) / (counts[-1] - counts[0]):.2f}"
+                   if isinstance(last, float) and isinstance(one, float) else "–")
+            label = torch_fastest_mode(case, torch.device("cpu")) if mode == "torch fastest" \
+                else mode
+            lines.append(f"| {case} | {label} | " + " | ".join(cells) + f" | {per} |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- tiny models
+def _tiny_models():
+    torch.manual_seed(0)
+    nn = torch.nn
+    yield "1 tensor (1,000)", [nn.Parameter(torch.randn(1000))]
+    yield "MLP 16-32-1 (4 tensors)", list(
+        nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 1)).parameters())
+    yield "MLP 64-256-256-10 (6 tensors)", list(
+        nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                      nn.Linear(256, 10)).parameters())
+
+
+def tiny_models(cases=("sgd", "momentum", "adam", "rmsprop"), rounds: int = 300,
+                log=print) -> dict:
+    """µs per step on tiny CPU models, where the per-step Python cost is the whole step:
+    adaptim's default (fused=None) against its reference path (fused=False), medians of
+    ``rounds`` interleaved steps."""
+    out = {}
+    for label, params in _tiny_models():
+        for p in params:
+            p.grad = torch.randn_like(p)
+        for case in cases:
+            name, extra, _, torch_kw, _, _ = CASES[case]
+            steps = {}
+            for fused in (None, False):
+                copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+                for c, p in zip(copies, params):
+                    c.grad = p.grad.clone()
+                opt = adaptim.create(name, copies, **extra, lr=torch_kw["lr"] * 1e-3,
+                                     fused=fused)
+                opt.step()
+                opt.step()
+                steps[fused] = opt.step
+            times = {f: [] for f in steps}
+            for _ in range(rounds):
+                for f, fn in steps.items():
+                    start = time.perf_counter()
+                    fn()
+                    times[f].append(time.perf_counter() - start)
+            row = {"fused=None": 1e6 * statistics.median(times[None]),
+                   "fused=False": 1e6 * statistics.median(times[False])}
+            out.setdefault(label, {})[case] = row
+            log(f"  {label}, {case}: fused=None {row['fused=None']:.1f} µs, fused=False "
+                f"{row['fused=False']:.1f} µs")
+    return out
+
+
+def tiny_markdown(tiny: dict) -> str:
+    cases = list(next(iter(tiny.values())))
+    lines = ["µs per step on tiny CPU models (median of interleaved steps): the default "
+             "(fused=None) / the reference path (fused=False).", "",
+             "| model | " + " | ".join(cases) + " |", "|---" * (len(cases) + 1) + "|"]
+    for label, rows in tiny.items():
+        lines.append(f"| {label} | " + " | ".join(
+            f"{r['fused=None']:.1f} / {r['fused=False']:.1f}" for r in rows.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -518,6 +686,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="skip the first-step overhead measurement")
     p.add_argument("--compile-baseline", action="store_true",
                    help="also time torch.compile of RMSprop on a flat buffer")
+    p.add_argument("--sweep", action="store_true", help="only the tensor-count sweep (5M "
+                   "parameters in 1 ... 5,000 tensors) and the tiny-model rows")
     p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH",
                    help="write the tables as Markdown (as in the README)")
@@ -528,6 +698,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _cmd(args) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.sweep:
+        return _cmd_sweep(args)
     report = run(params=args.params, small=tuple(args.small), cases=args.optimizers,
                  modes=args.modes, repeat=args.repeat, device=args.device,
                  overhead=not args.no_overhead, compile_baseline_flag=args.compile_baseline,
@@ -539,6 +711,25 @@ def _cmd(args) -> int:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(markdown(report))
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    def log(line):
+        print(line, file=sys.stderr)
+
+    log("tensor-count sweep ...")
+    report = {"sweep": tensor_count_sweep(repeat=args.repeat, device=args.device, log=log)}
+    log("tiny models ...")
+    report["tiny"] = tiny_models(log=log)
+    text = sweep_markdown(report["sweep"]) + "\n" + tiny_markdown(report["tiny"])
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
     return 0
 
 

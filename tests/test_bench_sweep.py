@@ -1,0 +1,30 @@
+"""adaptim bench's tensor-count sweep and tiny-model rows, at a size that runs in a second."""
+
+from __future__ import annotations
+
+from adaptim.bench import step
+
+
+def test_tensor_count_sweep_times_every_mode_against_its_one_tensor_time():
+    # cases DeepSpeed has no CPU optimizer for: importing it takes seconds
+    sweep = step.tensor_count_sweep(total=20_000, counts=(1, 10), cases=("momentum", "rmsprop"),
+                                    repeat=2, log=lambda _: None)
+    assert sweep["counts"] == [1, 10]
+    for case in ("momentum", "rmsprop"):
+        for count in (1, 10):
+            row = sweep["cases"][case][count]
+            assert row["adaptim"] > 0 and row["torch fastest"] > 0
+            assert row["deepspeed"] == "no CPU optimizer"
+    text = step.sweep_markdown(sweep)
+    assert "| momentum | torch fused |" in text and "| rmsprop | torch foreach |" in text
+    assert "(1.0x)" in text and "µs per extra tensor" in text
+
+
+def test_tiny_models_time_the_default_against_the_reference_path():
+    tiny = step.tiny_models(cases=("sgd", "adam"), rounds=3, log=lambda _: None)
+    assert list(tiny) == ["1 tensor (1,000)", "MLP 16-32-1 (4 tensors)",
+                          "MLP 64-256-256-10 (6 tensors)"]
+    for rows in tiny.values():
+        for r in rows.values():
+            assert r["fused=None"] > 0 and r["fused=False"] > 0
+    assert "| 1 tensor (1,000) |" in step.tiny_markdown(tiny)
