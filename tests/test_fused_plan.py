@@ -281,7 +281,9 @@ def test_plan_is_not_pickled_or_saved():
     assert opt._adaptim_plans
     clone = pickle.loads(pickle.dumps(opt))
     assert "_adaptim_plans" not in clone.__dict__
-    assert all(set(g) == set(opt.param_groups[0]) for g in opt.state_dict()["param_groups"])
+    # a saved group holds the group's keys and the skip counter's copy, nothing of the plan
+    assert all(set(g) == set(opt.param_groups[0]) | {"adaptim_skipped_steps"}
+               for g in opt.state_dict()["param_groups"])
 
 
 @pytest.mark.parametrize("name, kw, tensors, kernel", [
