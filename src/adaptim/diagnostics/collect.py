@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from adaptim._tensors import real_view
+from adaptim.algorithms import for_state
 
 __all__ = ["Collector", "Layer", "LayerStats", "layers_of"]
 
@@ -85,52 +86,6 @@ def layers_of(model: nn.Module) -> list[Layer]:
         for name, params in by_layer.items():
             layers.append(Layer(name, type(module).__name__, module, params))
     return layers
-
-
-def _hp(group: dict, key: str, default):
-    value = group.get(key, default)
-    return float(value) if isinstance(value, Tensor) else value
-
-
-def _effective_step(state: dict, group: dict) -> tuple[Tensor, Tensor] | None:
-    """(per-coordinate effective step size, mask where ε dominates) from an adaptive
-    optimizer's state, or None for a non-adaptive optimizer or an empty state."""
-    lr, eps = _hp(group, "lr", 0.0), _hp(group, "eps", 0.0)
-    eps_in_sqrt = bool(group.get("eps_in_sqrt", False))
-    step = float(state["step"]) if "step" in state else 0.0
-    if "exp_avg_sq" in state:  # Adam / AdamW
-        v = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state \
-            else state["exp_avg_sq"]
-        v = real_view(v).float()
-        beta2 = float(group.get("betas", (0.9, 0.999))[1])
-        b2 = 1 - beta2 ** step if group.get("bias_correction", True) and step > 0 else 1.0
-        if group.get("eps_hat", False):
-            root = v.sqrt()
-            return lr * math.sqrt(b2) / (root + eps), root < eps
-        v_hat = v / b2
-        if eps_in_sqrt:
-            return lr / (v_hat + eps).sqrt(), v_hat < eps
-        root = v_hat.sqrt()
-        return lr / (root + eps), root < eps
-    if "acc_delta" in state:  # Adadelta: ε inside both roots
-        v, u = real_view(state["square_avg"]).float(), real_view(state["acc_delta"]).float()
-        return lr * (u + eps).sqrt() / (v + eps).sqrt(), v < eps
-    if "square_avg" in state:  # RMSprop (centered: v − ḡ²)
-        v = real_view(state["square_avg"]).float()
-        if group.get("centered") and state.get("grad_avg") is not None:
-            v = v - real_view(state["grad_avg"]).float().square()
-        if eps_in_sqrt:
-            return lr / (v + eps).sqrt(), v < eps
-        root = v.clamp(min=0).sqrt()
-        return lr / (root + eps), root < eps
-    if "sum" in state:  # Adagrad, with its learning-rate decay
-        v = real_view(state["sum"]).float()
-        clr = lr / (1 + max(step - 1, 0.0) * _hp(group, "lr_decay", 0.0))
-        if eps_in_sqrt:
-            return clr / (v + eps).sqrt(), v < eps
-        root = v.sqrt()
-        return clr / (root + eps), root < eps
-    return None
 
 
 def _sample(t: Tensor, limit: int) -> Tensor:
@@ -189,7 +144,8 @@ def add_adaptive_stats(record: dict, layers: list[Layer], optimizer) -> None:
             # the cost stays bounded however large the layer.
             sampled = {k: (_sample(real_view(v), limit) if isinstance(v, Tensor) and v.ndim > 0
                            else v) for k, v in state.items()}
-            found = _effective_step(sampled, group)
+            spec = for_state(sampled, optimizer)
+            found = None if spec is None else spec.effective_step(sampled, group)
             if found is None:
                 continue
             eff, eps_mask = found
