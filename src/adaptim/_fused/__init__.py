@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adaptim._fused import _ckernel
+from adaptim._fused import _ckernel, _debug
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
@@ -60,18 +60,6 @@ _TRITON_ON_CPU = os.environ.get("ADAPTIM_TRITON_INTERPRET") == "1"
 _triton_warned = False
 
 
-class _Debug:
-    """What this process's fused paths did, for tests and benchmarks: ``calls`` counts C kernel
-    calls, ``launches`` Triton kernel launches, ``plan_builds`` the group plans built,
-    ``plan_hits`` the steps a cached plan ran without looking at a tensor one by one."""
-
-    __slots__ = ("calls", "launches", "plan_builds", "plan_hits")
-
-    def __init__(self):
-        self.calls = self.launches = self.plan_builds = self.plan_hits = 0
-
-
-_debug = _Debug()
 
 
 def kernel_available(mode: int = 1) -> bool:

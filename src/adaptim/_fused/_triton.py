@@ -39,6 +39,7 @@ import torch
 import triton
 from torch import Tensor
 
+from adaptim._fused import _debug
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
@@ -252,7 +253,7 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
     # every element count is a multiple of 8 (then no 16-byte group straddles a mask edge).
     aligned = not (records[:, :n_ops] % 16).any() and not (np.asarray(sizes) % 8).any()
     options = dict(PK=pk, SK=sk, BLOCK=block, ALIGNED=bool(aligned), **flags)
-    _fused._debug.launches += 1
+    _debug.launches += 1
     args = (table_t, table_t.view(torch.float64), chunks)
     if interpret:
         with np.errstate(all="ignore"):  # masked-off lanes may divide 0 by 0; never stored

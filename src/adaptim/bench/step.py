@@ -289,13 +289,13 @@ SWEEP_CASES = ("adam", "rmsprop", "momentum", "adagrad")
 _DEEPSPEED = {"adam": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adamw": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adagrad": ("deepspeed.ops.adagrad", "DeepSpeedCPUAdagrad")}
-SWEEP_MODES = ("adaptim", "torch fastest", "deepspeed")
+SWEEP_MODES = ("adaptim", "torch-fastest", "deepspeed")
 
 
 def torch_fastest_mode(case: str, device) -> str:
     """torch's fastest step for a case: fused where torch has a fused kernel on CPU (or any
     CUDA device), else foreach."""
-    return "torch fused" if CASES[case][5] or device.type == "cuda" else "torch foreach"
+    return "torch-fused" if CASES[case][5] or device.type == "cuda" else "torch-foreach"
 
 
 def _deepspeed_optimizer(case: str, params):
@@ -386,7 +386,7 @@ def sweep_markdown(sweep: dict) -> str:
             last = rows[counts[-1]].get(mode)
             per = (f"{1e3 * (last - one) / (counts[-1] - counts[0]):.2f}"
                    if isinstance(last, float) and isinstance(one, float) else "–")
-            label = torch_fastest_mode(case, torch.device("cpu")) if mode == "torch fastest" \
+            label = torch_fastest_mode(case, torch.device("cpu")) if mode == "torch-fastest" \
                 else mode
             lines.append(f"| {case} | {label} | " + " | ".join(cells) + f" | {per} |")
     return "\n".join(lines) + "\n"
