@@ -20,9 +20,9 @@ O(1) tensor-sized temporaries alive, a multi-tensor (foreach) implementation O(#
 full-model-sized copies.
 
 Implementations, all in the same run: ``adaptim`` (fused=False, the reference path: a
-per-tensor loop over the functional rule), ``torch-forloop`` (torch.optim, foreach=False), ``torch-foreach`` (foreach=True,
-torch's CPU default is the for-loop, so this is opt-in) and ``torch-fused`` (fused=True, where
-torch has it on CPU: SGD, Adagrad, Adam, AdamW). ``adaptim-fused`` is listed when adaptim's fused
+per-tensor loop over the functional rule), ``torch-forloop`` (torch.optim, foreach=False),
+``torch-foreach`` (foreach=True, torch's CPU default is the for-loop, so this is opt-in) and
+``torch-fused`` (fused=True, where torch has it on CPU: SGD, Adagrad, Adam, AdamW). ``adaptim-fused`` is listed when adaptim's fused
 steps exist.
 
 Timings on a shared machine are noisy: compare ratios within one run. This is a benchmark, not

@@ -56,7 +56,8 @@ def test_clip_grad_norm_below_threshold_leaves_grads_unchanged():
     params = _params(scale=1e-3)
     before = [p.grad.clone() for p in params if p.grad is not None]
     adaptim.clip_grad_norm_(params, 100.0)
-    assert all(torch.equal(a, p.grad) for a, p in zip(before, [p for p in params if p.grad is not None]))
+    with_grads = [p for p in params if p.grad is not None]
+    assert all(torch.equal(a, p.grad) for a, p in zip(before, with_grads))
 
 
 def test_clip_grad_norm_single_tensor_and_empty():

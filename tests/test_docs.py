@@ -11,8 +11,9 @@ import torch
 
 import adaptim
 
-MODULES = ["adaptim", "adaptim.optimizers.sgd", "adaptim.optimizers.adagrad", "adaptim.optimizers.rmsprop",
-           "adaptim.optimizers.adadelta", "adaptim.optimizers.adam", "adaptim.algorithms",
+MODULES = ["adaptim", "adaptim.optimizers.sgd", "adaptim.optimizers.adagrad",
+           "adaptim.optimizers.rmsprop", "adaptim.optimizers.adadelta", "adaptim.optimizers.adam",
+           "adaptim.algorithms",
            "adaptim.functional.sgd"]
 CLASSES = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"]
 

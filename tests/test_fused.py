@@ -57,8 +57,9 @@ def _model(dtype, seed=0):
     tensor, a scalar, and one parameter that never gets a gradient."""
     g = torch.Generator().manual_seed(seed)
     cplx = torch.complex128 if dtype == torch.float64 else torch.complex64
-    return [torch.randn(17, 9, dtype=dtype, generator=g), torch.randn(300, dtype=dtype, generator=g),
-            torch.zeros(0, 4, dtype=dtype), torch.randn(5, 3, dtype=cplx, generator=g),
+    return [torch.randn(17, 9, dtype=dtype, generator=g),
+            torch.randn(300, dtype=dtype, generator=g), torch.zeros(0, 4, dtype=dtype),
+            torch.randn(5, 3, dtype=cplx, generator=g),
             torch.randn((), dtype=dtype, generator=g), torch.randn(4, dtype=dtype, generator=g)]
 
 
@@ -160,7 +161,8 @@ def test_no_rebuild_when_lr_changes_every_step(fresh_kernel):
     torch.manual_seed(0)
     pf = [torch.randn(40, dtype=torch.float64, requires_grad=True)]
     pu = [pf[0].detach().clone().requires_grad_()]
-    opts = [adaptim.RMSprop(p, lr=0.01, momentum=0.9, fused=f) for p, f in ((pf, True), (pu, False))]
+    opts = [adaptim.RMSprop(p, lr=0.01, momentum=0.9, fused=f)
+            for p, f in ((pf, True), (pu, False))]
     scheds = [torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1.0 / (1 + t)) for o in opts]
     lrs = set()
     for step in range(20):

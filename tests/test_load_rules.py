@@ -22,7 +22,8 @@ SETTINGS = {"SGD": dict(lr=0.1, momentum=0.9)}
 
 def _model(dtype=torch.float32):
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1)).to(dtype)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 1))
+    return model.to(dtype)
 
 
 def _steps(model, opt, n, seed):

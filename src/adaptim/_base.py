@@ -310,9 +310,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         id_to_param = {}
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             if not isinstance(saved, dict) or len(saved.get("params", ())) != len(group["params"]):
-                raise ValueError(f"parameter group {i}: checkpoint has "
-                                 f"{len(saved.get('params', ())) if isinstance(saved, dict) else '?'}"
-                                 f" parameters, this optimizer has {len(group['params'])}")
+                count = len(saved.get("params", ())) if isinstance(saved, dict) else "?"
+                raise ValueError(f"parameter group {i}: checkpoint has {count} parameters, "
+                                 f"this optimizer has {len(group['params'])}")
             # A checkpoint from torch.optim lacks adaptim's own keys: fill them with the values
             # that reproduce torch.optim; keys that do not change the math come from this group.
             for key, value in group.items():
@@ -325,7 +325,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 self._validate_common(saved)
                 self.algorithm.validate(saved)
             except (ValueError, TypeError) as err:
-                raise ValueError(f"parameter group {i} of the checkpoint is invalid: {err}") from err
+                raise ValueError(f"parameter group {i} of the checkpoint is invalid: "
+                                 f"{err}") from err
             for pid, p in zip(saved["params"], group["params"]):
                 id_to_param[pid] = (p, saved)
         saved_state = state_dict["state"]
@@ -333,7 +334,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             raise ValueError("checkpoint 'state' must be a dict")
         for pid, st in saved_state.items():
             if pid not in id_to_param:
-                raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no group")
+                raise ValueError(f"checkpoint has state for parameter {pid!r}, which is in no "
+                                 "group")
             p, saved_group = id_to_param[pid]
             self._check_param_state(pid, p, st, saved_group)
         super().load_state_dict(state_dict)

@@ -3,7 +3,8 @@
 
 Both options are optimizer-wide: they are read from ``optimizer.defaults`` (the constructor's
 arguments) and apply to the gradients of every parameter group together; a parameter group
-that sets a different value is refused with ValueError. Order inside ``step()``: closure -> non-finite check -> global-norm clipping -> update.
+that sets a different value is refused with ValueError. Order inside ``step()``: closure ->
+non-finite check -> global-norm clipping -> update.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Build, cache and load the C kernel libraries (``kernels.c``) with the system C compiler.
 
 There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
-bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and
-the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``,
-else ``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
+bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else
+``$CC``, else ``cc``) and the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else
+``$XDG_CACHE_HOME/adaptim``, else ``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
 writable) in a file named by a hash of the sources, flags, compiler version and
 CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C doubles at each
 call: nothing is recompiled when lr or any other hyperparameter changes.
@@ -31,8 +31,8 @@ SOURCES = ("kernels.c", "kernels_body.h", "hp_fields.h")
 # No -ffast-math: float64 must stay exact to 1e-12 and fp32 within an ulp or two of torch;
 # -ffp-contract=off forbids FMAs the source does not write; -fno-math-errno lets sqrt vectorise
 # (it only drops the errno write, not any rounding).
-FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", "-fPIC",
-         "-shared")
+FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno",
+         "-ffp-contract=off", "-fPIC", "-shared")
 RULES = tuple(ALGORITHMS)  # each exported as adaptim_<rule> (ADAPTIM_RULES in hp_fields.h)
 ABI_VERSION = 2
 

@@ -159,8 +159,8 @@ def _lerp(start, end, w):
 # ---------------------------------------------------------------- rules
 @triton.jit
 def sgd_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-               BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, HAS_MOM: tl.constexpr,
-               NESTEROV: tl.constexpr):
+               BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr,
+               HAS_MOM: tl.constexpr, NESTEROV: tl.constexpr):
     """SGD. Record: P, G, BUF, init (1.0: first step, v ← g). hp: the SGD_* fields."""
     RECORD: tl.constexpr = 4
     t, offs, mask = _chunk(chunks, BLOCK, ALIGNED)
@@ -184,7 +184,8 @@ def sgd_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
 
 @triton.jit
 def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr):
+                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr,
+                   EPS_IN_SQRT: tl.constexpr):
     """AdaGrad. Record: P, G, SUM, −η_t (η_t = η / (1 + (t − 1) lr_decay)).
     hp: the ADAGRAD_* fields."""
     RECORD: tl.constexpr = 4
@@ -206,8 +207,9 @@ def adagrad_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
 
 @triton.jit
 def rmsprop_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, EPS_IN_SQRT: tl.constexpr,
-                   CENTERED: tl.constexpr, HAS_MOM: tl.constexpr, LR_IN_MOM: tl.constexpr):
+                   BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr,
+                   EPS_IN_SQRT: tl.constexpr, CENTERED: tl.constexpr, HAS_MOM: tl.constexpr,
+                   LR_IN_MOM: tl.constexpr):
     """RMSProp. Record: P, G, SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER. hp: the RMSPROP_*
     fields."""
     RECORD: tl.constexpr = 5
@@ -275,8 +277,8 @@ def adadelta_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr
 
 @triton.jit
 def adam_kernel(table, table_f64, chunks, PK: tl.constexpr, SK: tl.constexpr,
-                BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr, DECAY_PARAM: tl.constexpr,
-                AMSGRAD: tl.constexpr, EPS_FORM: tl.constexpr):
+                BLOCK: tl.constexpr, ALIGNED: tl.constexpr, HAS_WD: tl.constexpr,
+                DECAY_PARAM: tl.constexpr, AMSGRAD: tl.constexpr, EPS_FORM: tl.constexpr):
     """Adam/AdamW/AMSGrad. Record: P, G, EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ, −step size,
     b₂ = 1 − β₂ᵗ, √b₂. hp: the ADAM_* fields."""
     RECORD: tl.constexpr = 8

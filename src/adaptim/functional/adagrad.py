@@ -25,7 +25,8 @@ def adagrad_tensor(
     eps_in_sqrt: bool,
     differentiable: bool = False,
 ) -> None:
-    """One AdaGrad step on one real tensor, in place; ``step`` is the 1-based count after this step."""
+    """One AdaGrad step on one real tensor, in place; ``step`` is the 1-based count after this
+    step."""
     if maximize:
         grad = -grad
     if weight_decay != 0:
@@ -51,7 +52,10 @@ def _sparse_step(param: Tensor, grad: Tensor, state_sum: Tensor, clr, eps: float
     """torch.optim.Adagrad's sparse update: G and θ change only at the gradient's indices."""
     grad = grad.coalesce()  # the update is non-linear, so indices must be unique
     indices, values = grad._indices(), grad._values()
-    sparse = lambda v: torch.sparse_coo_tensor(indices, v, grad.size())
+
+    def sparse(v):
+        return torch.sparse_coo_tensor(indices, v, grad.size())
+
     state_sum.add_(sparse(values.pow(2)))
     std_values = state_sum.sparse_mask(grad)._values()
     std_values = std_values.add_(eps).sqrt_() if eps_in_sqrt else std_values.sqrt_().add_(eps)

@@ -88,8 +88,9 @@ def _adam_tensor_differentiable(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq
     else:
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     # beta ** step.clone() where beta requires grad: pow saves its exponent, which += changes
-    power = lambda beta: beta ** (step.clone() if isinstance(beta, Tensor)
-                                  and beta.requires_grad else step)
+    def power(beta):
+        return beta ** (step.clone() if isinstance(beta, Tensor) and beta.requires_grad else step)
+
     if bias_correction:
         bias_correction1, bias_correction2 = 1 - power(beta1), 1 - power(beta2)
     else:
