@@ -22,8 +22,8 @@ full-model-sized copies.
 Implementations, all in the same run: ``adaptim`` (fused=False, the reference path: a
 per-tensor loop over the functional rule), ``torch-forloop`` (torch.optim, foreach=False),
 ``torch-foreach`` (foreach=True, torch's CPU default is the for-loop, so this is opt-in) and
-``torch-fused`` (fused=True, where torch has it on CPU: SGD, Adagrad, Adam, AdamW). ``adaptim-fused`` is listed when adaptim's fused
-steps exist.
+``torch-fused`` (fused=True, where torch has it on CPU: SGD, Adagrad, Adam, AdamW).
+``adaptim-fused`` is listed when adaptim's fused steps exist.
 
 Timings on a shared machine are noisy: compare ratios within one run. This is a benchmark, not
 a test; it is not run by the test suite.

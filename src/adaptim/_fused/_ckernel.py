@@ -3,10 +3,10 @@
 There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
 bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else
 ``$CC``, else ``cc``) and the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else
-``$XDG_CACHE_HOME/adaptim``, else ``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
-writable) in a file named by a hash of the sources, flags, compiler version and
-CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C doubles at each
-call: nothing is recompiled when lr or any other hyperparameter changes.
+``$XDG_CACHE_HOME/adaptim``, else ``~/.cache/adaptim``; a private temporary directory, with one
+warning, where that is not writable) in a file named by a hash of the sources, flags, compiler
+version and CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C
+doubles at each call: nothing is recompiled when lr or any other hyperparameter changes.
 """
 
 from __future__ import annotations
