@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from adaptim.lab.summary import selection_score
-from adaptim.lab.sweep import (FAST_GRID_EXPONENTS, GRID_EXPONENTS, extension, grid_status,
-                               hparam_grid)
+from adaptim.lab.sweep import (FAST_GRID_EXPONENTS, GRID_EXPONENTS, STEP, extension,
+                               grid_status, hparam_grid)
 from adaptim.lab.tasks import TASKS, Arm, RunOutput, Task  # noqa: F401
 from adaptim.registry import create, list_optimizers
 
@@ -120,8 +120,15 @@ class _Group:
         n = len(self.seeds) if n_seeds is None else n_seeds
         return n + (len(self.grid) if len(self.grid) > 1 else 0)
 
+    def follow(self, hparams: dict) -> dict:
+        """This arm's setting when it follows another arm's tuned ``hparams``."""
+        return {**hparams, **self.arm.fixed,
+                "lr": float(f"{hparams['lr'] * STEP ** self.arm.lr_shift:.3g}")}
+
 
 def _arm_grid(config: SuiteConfig, task: Task, arm: Arm) -> list[dict]:
+    if arm.lr_of:
+        return []  # set when the arm it follows has been tuned
     if not arm.tune:
         return [dict(arm.fixed)] if "lr" in arm.fixed or config.lr is None else \
             [{**arm.fixed, "lr": config.lr}]
@@ -192,6 +199,8 @@ class _GroupState:
         self.pending = 0
         self.status = "single point"
         self.planned = group.n_runs()
+        self.followers: list[_GroupState] = []
+        self.chosen: dict | None = None
 
     def _request(self, hp, seed, sweep, order):
         g = self.group
@@ -206,9 +215,19 @@ class _GroupState:
         self.pending += len(points)
         return [self._request(hp, TUNE_SEED, True, (0, start + k)) for k, hp in enumerate(points)]
 
+    def _chosen(self, hp) -> list[_Request]:
+        self.chosen = hp
+        follow = self._evaluate(hp)
+        for other in self.followers:
+            other.chosen = other.group.follow(hp)
+            follow += other._evaluate(other.chosen)
+        return follow
+
     def initial(self) -> list[_Request]:
+        if self.group.arm.lr_of:
+            return []
         if len(self.group.grid) == 1:
-            return self._evaluate(self.group.grid[0])
+            return self._chosen(self.group.grid[0])
         return self._tune(self.group.grid)
 
     def done(self, record: RunRecord) -> list[_Request]:
@@ -228,7 +247,7 @@ class _GroupState:
             return self._tune(more)
         self.status = grid_status(self.trials, added=self.added)
         best = min(self.trials, key=lambda t: t[1])[0]
-        return self._evaluate(best)
+        return self._chosen(best)
 
 
 def _worker_init(threads: int) -> None:
@@ -248,6 +267,14 @@ def run_suite(config: SuiteConfig,
     what finished with ``interrupted=True``; records come back in plan order."""
     torch.set_num_threads(config.threads)
     states = [_GroupState(i, g) for i, g in enumerate(plan_runs(config))]
+    by_arm = {(s.group.task.name, s.group.arm.label): s for s in states}
+    for s in states:
+        if s.group.arm.lr_of:
+            leader = by_arm.get((s.group.task.name, s.group.arm.lr_of))
+            if leader is None:
+                s.planned = 0  # its leader is not in this run (filtered by --optimizers)
+            else:
+                leader.followers.append(s)
     result = SuiteResult(config, [], sum(s.planned for s in states))
     start = time.perf_counter()
     orders: dict[int, tuple] = {}

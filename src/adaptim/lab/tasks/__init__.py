@@ -8,14 +8,18 @@ from adaptim.lab.tasks._base import Arm, RunOutput, Task
 from adaptim.lab.tasks.deep import deep_task
 from adaptim.lab.tasks.digits import digits_cnn_task, digits_mlp_task, weight_decay_task
 from adaptim.lab.tasks.online import online_task
-from adaptim.lab.tasks.recurrent import adding_task, exploding_task
+from adaptim.lab.tasks.quadratic import quadratic_task
+from adaptim.lab.tasks.recurrent import adding_gru_task, adding_task, exploding_task
+from adaptim.lab.tasks.sparse import sparse_task
 from adaptim.lab.tasks.surfaces import surfaces_task
 
 __all__ = ["TASKS", "Task", "Arm", "RunOutput", "get_task", "list_tasks"]
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    surfaces_task, digits_mlp_task, digits_cnn_task, adding_task, online_task, deep_task,
-    exploding_task, weight_decay_task,
+    surfaces_task, quadratic_task, online_task, sparse_task, digits_mlp_task, deep_task,
+    adding_task, exploding_task, weight_decay_task,
+    # extended tier
+    digits_cnn_task, adding_gru_task,
 ]}
 
 

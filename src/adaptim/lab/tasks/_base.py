@@ -44,7 +44,9 @@ class Arm:
     - ``tune``: False runs ``fixed`` as given (its ``lr`` or the optimizer's default);
     - ``centre``: centre of the learning-rate grid (default: the optimizer's typical rate times
       the task's ``lr_scale``); ``exponents``: the grid's half-decades around it;
-    - ``extra_grid``: further swept hyperparameters (weight decay), crossed with the rates.
+    - ``extra_grid``: further swept hyperparameters (weight decay), crossed with the rates;
+    - ``lr_of``/``lr_shift``: not tuned; runs at the tuned setting of the arm named ``lr_of``
+      (same task) with its learning rate moved by ``lr_shift`` half-decades.
     """
 
     optimizer: str
@@ -55,6 +57,8 @@ class Arm:
     centre: float | None = None
     exponents: tuple[int, ...] | None = None
     extra_grid: dict = field(default_factory=dict)
+    lr_of: str = ""
+    lr_shift: int = 0
 
     @property
     def label(self) -> str:
@@ -128,6 +132,7 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
           probe_every: int = 0,
           probes: dict[str, Callable[[], float]] | None = None,
           after_backward: Callable[[int], None] | None = None,
+          after_step: Callable[[int], None] | None = None,
           record_grad_norm: bool = False) -> RunOutput:
     """The loop every task uses: ``loss = compute_loss(step)``, backward, optional clipping
     (``adaptim.clip_grad_norm_``, identical to torch.nn.utils'), ``optimizer.step()``.
@@ -136,6 +141,8 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
     non-finite (``diverged``; the rest of the curve is NaN). ``probes`` are read every
     ``probe_every`` steps after the update (e.g. the effective learning rate); the learning
     rate probe ``effective_lr`` is added automatically when ``probe_every`` > 0.
+    ``after_backward(step)`` sees the gradients, ``after_step(step)`` runs after the update
+    (a learning-rate schedule, update-size probes).
     """
     out = RunOutput(n_params=sum(p.numel() for p in params))
     losses: list[float] = []
@@ -168,6 +175,8 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
         if norm is not None:
             grad_norms.append(float(norm))
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         losses.append(value)
         out.seconds.append(time.perf_counter() - start)
         if probe_every and (step % probe_every == 0 or step == steps - 1):

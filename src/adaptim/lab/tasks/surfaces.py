@@ -99,4 +99,5 @@ surfaces_task = Task(
               "rmsprop": 10.0, "adam": 10.0, "adamw": 10.0, "adadelta": 10.0},
     loss_name="f − f*",
     stochastic=False,
+    figures=("paths", "loss", "sweep"),
 )
