@@ -96,7 +96,8 @@ class Verdict:
     # flat views for the report and metrics.json
     @property
     def link(self) -> str:
-        return self.claim.link
+        """The figure to look at; none when nothing was measured."""
+        return self.claim.link if self.effect is not None else ""
 
     def to_dict(self) -> dict:
         c = self.claim
@@ -105,7 +106,7 @@ class Verdict:
                     reason=self.reason, effect=self.effect.to_dict() if self.effect else None,
                     unit=c.unit, min_effect=c.min_effect, kind=c.kind,
                     delta=c.min_effect if c.delta is None else c.delta,
-                    evidence=self.evidence, decide_hint=self.decide_hint, link=c.link,
+                    evidence=self.evidence, decide_hint=self.decide_hint, link=self.link,
                     tasks=c.tasks)
 
 

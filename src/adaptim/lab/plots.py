@@ -38,7 +38,27 @@ def _layout(fig, top: float = 0.45, right: float = 0.2) -> None:
                         top=1 - top / height, wspace=0.3 * len(fig.axes) / max(len(fig.axes), 1))
 
 
+def _guard_log_axes(fig) -> None:
+    """A log axis with no positive finite value to show (every run of a panel diverged) cannot
+    be drawn: such an axis goes linear and says why."""
+    for ax in fig.axes:
+        for axis, getter, setter in (("y", ax.get_yscale, ax.set_yscale),
+                                     ("x", ax.get_xscale, ax.set_xscale)):
+            if getter() != "log":
+                continue
+            values = []
+            for line in ax.get_lines():
+                data = line.get_ydata() if axis == "y" else line.get_xdata()
+                values.extend(np.asarray(data, dtype=float).ravel().tolist())
+            finite = [v for v in values if np.isfinite(v) and v > 0]
+            if not finite:
+                setter("linear")
+                ax.text(0.5, 0.5, "no finite positive values (diverged)",
+                        transform=ax.transAxes, ha="center", va="center", fontsize=8)
+
+
 def to_png(fig, dpi: int = 80) -> bytes:
+    _guard_log_axes(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)

@@ -59,9 +59,9 @@ class SuiteConfig:
         return task.steps_for(variant or task.variants[0], self.fast)
 
     def seeds_for(self, task: Task) -> int:
-        if self.seeds is not None:
-            return self.seeds
-        return 2 if self.fast else max(DEFAULT_SEEDS, task.eval_seeds)
+        n = self.seeds if self.seeds is not None else \
+            2 if self.fast else max(DEFAULT_SEEDS, task.eval_seeds)
+        return min(n, task.max_seeds) if task.max_seeds else n
 
     def to_dict(self) -> dict:
         return dict(tasks=self.tasks, optimizers=self.optimizers, seeds=self.seeds,
@@ -129,9 +129,8 @@ class _Group:
 def _arm_grid(config: SuiteConfig, task: Task, arm: Arm) -> list[dict]:
     if arm.lr_of:
         return []  # set when the arm it follows has been tuned
-    if not arm.tune:
-        return [dict(arm.fixed)] if "lr" in arm.fixed or config.lr is None else \
-            [{**arm.fixed, "lr": config.lr}]
+    if not arm.tune:  # --lr overrides an untuned arm's rate too
+        return [dict(arm.fixed)] if config.lr is None else [{**arm.fixed, "lr": config.lr}]
     exponents = (FAST_GRID_EXPONENTS if config.fast else
                  arm.exponents or task.grid_exponents or GRID_EXPONENTS)
     extra = arm.extra_grid or task.extra_grid.get(arm.optimizer)

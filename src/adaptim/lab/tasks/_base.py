@@ -79,7 +79,8 @@ class Task:
       per variant; ``steps``/``fast_steps``: an int or a per-variant dict.
     - ``grid_exponents``: the default learning-rate grid of this task's arms.
     - ``tier``: ``default`` (in every run) or ``extended`` (only with ``--extended``).
-    - ``eval_seeds``: the least number of evaluation seeds this task's claims need.
+    - ``eval_seeds``: the least number of evaluation seeds this task's claims need;
+      ``max_seeds``: the most a task that decides no claim (an illustration) runs.
     - ``figures``: which figures the report draws for it (``loss``, ``sweep``, ``paths``,
       ``efflr``, ``layers``, ``gradnorm``); ``baseline``: a reference loss line in the plots.
     """
@@ -103,6 +104,7 @@ class Task:
     stochastic: bool = True  # mini-batches / noise: plots show the EMA-smoothed loss
     tier: str = "default"
     eval_seeds: int = 0
+    max_seeds: int = 0
     figures: tuple[str, ...] = ("loss", "sweep")
     baseline: float | None = None
 

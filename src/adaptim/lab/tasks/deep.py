@@ -74,6 +74,7 @@ def _run(variant, make_optimizer, seed, steps, device) -> RunOutput:
                 norms[i].append(float(layer.weight.grad.norm()))
             before["first"], before["last"] = first.detach().clone(), last.detach().clone()
 
+    @torch.no_grad()
     def after_step(step):
         if probe(step):
             rel_first = float((first - before["first"]).norm() / before["first"].norm())

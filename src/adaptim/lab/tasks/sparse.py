@@ -3,6 +3,7 @@ are rare, and a rare feature's weight gets a gradient only when it occurs."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -18,6 +19,7 @@ ZIPF = 1.1       # P(feature k) ∝ 1 / k^ZIPF
 BATCH = 32
 
 
+@functools.lru_cache(maxsize=1)
 def _zipf_probs():
     ranks = torch.arange(1, FEATURES + 1, dtype=torch.float64)
     p = ranks ** -ZIPF
@@ -25,9 +27,10 @@ def _zipf_probs():
 
 
 def sparse_batch(n: int, w_true: torch.Tensor, gen: torch.Generator):
-    """``n`` examples with ``ACTIVE`` features each, drawn by Zipf frequency; labels from a
-    logistic model with weights ``w_true``."""
-    idx = torch.multinomial(_zipf_probs().expand(n, -1), ACTIVE, replacement=False, generator=gen)
+    """``n`` examples with up to ``ACTIVE`` features each (draws by Zipf frequency, repeats
+    collapse); labels from a logistic model with weights ``w_true``."""
+    idx = torch.multinomial(_zipf_probs(), n * ACTIVE, replacement=True,
+                            generator=gen).view(n, ACTIVE)
     x = torch.zeros(n, FEATURES)
     x.scatter_(1, idx, 1.0)
     p = torch.sigmoid(x @ w_true)
@@ -65,7 +68,7 @@ _OPTS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam"
 sparse_task = Task(
     name="sparse",
     summary=f"logistic regression on sparse Zipf features ({FEATURES} features, {ACTIVE} per example)",
-    description=(f"Each example has {ACTIVE} of {FEATURES} binary features, drawn with "
+    description=(f"Each example has up to {ACTIVE} of {FEATURES} binary features, drawn with "
                  f"probability ∝ 1/rank^{ZIPF}, so most features are rare; the label follows a "
                  "logistic model with random weights. A linear model (zero init) sees a fresh "
                  f"batch of {BATCH} every step; the sweep picks on 2,000 validation examples, "

@@ -100,4 +100,5 @@ surfaces_task = Task(
     loss_name="f − f*",
     stochastic=False,
     figures=("paths", "loss", "sweep"),
+    max_seeds=2,  # an illustration: no claim reads it
 )
