@@ -110,8 +110,16 @@ def test_extension_is_capped_and_the_status_says_so():
     added = {("lr", 1): 3}
     t = _trials([3.0, 2.0, 1.0])
     assert extension(t, added=added, cap=3) == []
-    assert grid_status(t, added=added) == "edge of lr (cap of 3 extensions reached)"
+    assert grid_status(t, added=added, cap=3) == "edge of lr (cap of 3 extensions reached)"
     assert grid_status(_trials([math.inf] * 3), added={}) == "all diverged"
+
+
+def test_a_grid_that_diverged_everywhere_goes_down_a_decade_at_a_time():
+    added = {}
+    assert extension(_trials([math.inf] * 3), added=added, cap=2) == [{"lr": 0.001}]
+    assert extension(_trials([math.inf] * 4, lrs=(0.001, 0.01, 0.0316, 0.1)), added=added,
+                     cap=2) == [{"lr": 0.0001}]
+    assert extension(_trials([math.inf] * 3), added=added, cap=2) == []
 
 
 def test_two_axis_grid_extends_only_the_edge_axis():

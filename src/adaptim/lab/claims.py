@@ -482,7 +482,8 @@ def judge(claim: Claim, summaries_by_key: dict, *, ran_tasks: set, extended: boo
         a = summaries_by_key.get((a_ref.task, a_ref.variant, a_ref.arm))
         b = summaries_by_key.get((b_ref.task, b_ref.variant, b_ref.arm)) if b_ref else None
         if a is None or (b_ref is not None and b is None):
-            missing |= {r.task for r in (a_ref, b_ref) if r is not None}
+            missing |= {r.task for r, x in ((a_ref, a), (b_ref, b))
+                        if r is not None and x is None}
             continue
         va = _seed_values(a, claim.metric)
         vb = _seed_values(b, claim.metric) if b is not None else None
@@ -496,6 +497,10 @@ def judge(claim: Claim, summaries_by_key: dict, *, ran_tasks: set, extended: boo
         if len(evidence) < 6:
             evidence.append(_arm_text(a_ref, a, claim.metric)
                             + (" vs " + _arm_text(b_ref, b, claim.metric) if b is not None else ""))
+    if not diffs and not missing:
+        return Verdict(claim, INCONCLUSIVE, f"no {claim.metric} in this run (it needs the "
+                       "learning-rate sweeps: not with --fast or --lr)", evidence=evidence,
+                       decide_hint="run without --fast / --lr")
     if not diffs:
         needs_ext = any(task_tiers.get(t) == "extended" for t in missing)
         if needs_ext and not extended:

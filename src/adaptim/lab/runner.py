@@ -316,6 +316,10 @@ def run_suite(config: SuiteConfig,
 
 
 def _run_parallel(config, states, finished, on_run_start, label) -> None:
+    # torch.optim's first optimizer imports torch._dynamo (seconds); importing it here, before
+    # the fork, lets every worker inherit it instead of importing it again.
+    import torch._dynamo  # noqa: F401
+
     context = (multiprocessing.get_context("fork")
                if "fork" in multiprocessing.get_all_start_methods() else None)
     pool = ProcessPoolExecutor(max_workers=config.jobs, mp_context=context,

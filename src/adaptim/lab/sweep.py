@@ -31,7 +31,7 @@ LR_CENTRE = {
 
 GRID_EXPONENTS = (-1, 0, 1)          # centre / √10, centre, centre · √10
 FAST_GRID_EXPONENTS = (0,)           # --fast: the centre only
-MAX_EXTENSIONS = 3                   # extra points per axis and side at most
+MAX_EXTENSIONS = 6                   # extra points per axis and side at most
 STEP = math.sqrt(10)                 # one half-decade
 
 
@@ -73,13 +73,18 @@ def extension(trials: list[tuple[dict, float]], *, added: dict[tuple[str, int], 
     (hyperparameters, score) with lower scores better and +inf for a diverged run; ``added``
     counts the points already added per (axis, side) and is updated. Returns [] when the
     winner is interior on every swept axis, its outer neighbour diverged, or the cap is hit.
+    When every point diverged, the learning rate goes down a decade at a time (same cap).
     Ties go to the earlier trial."""
     if not trials:
         return []
     grid = [h for h, _ in trials]
     best_h, best_s = min(trials, key=lambda t: t[1])
     if not math.isfinite(best_s):
-        return []
+        if "lr" not in best_h or added.get(("lr", -1), 0) >= cap:
+            return []
+        added[("lr", -1)] = added.get(("lr", -1), 0) + 1
+        lowest = min(h["lr"] for h in grid)
+        return [{**best_h, "lr": _round(lowest / 10)}]
     new = []
     for axis in _axes(grid):
         line = sorted({h[axis] for h in grid if all(h[k] == best_h[k] for k in h if k != axis)})
