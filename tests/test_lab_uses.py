@@ -11,10 +11,23 @@ import torch
 
 import adaptim
 from adaptim.lab.tasks.dqn import MAX_EPISODE_STEPS, CartPole, dqn_task, evaluate_greedy
-from adaptim.lab.tasks.gan import MODE_STD, MODES, gan_task, mode_coverage, ring_modes, ring_samples
+from adaptim.lab.tasks.gan import (
+    MODE_STD,
+    MODES,
+    gan_task,
+    mode_coverage,
+    ring_modes,
+    ring_samples,
+)
 from adaptim.lab.tasks.speech import FRAMES, N_BANDS, WORDS, speech_batch, speech_task
-from adaptim.lab.tasks.transformer import (COPY_LENGTH, SEPARATOR, VOCAB, copy_batch,
-                                           transformer_task, zipf_probabilities)
+from adaptim.lab.tasks.transformer import (
+    COPY_LENGTH,
+    SEPARATOR,
+    VOCAB,
+    copy_batch,
+    transformer_task,
+    zipf_probabilities,
+)
 
 
 def _adam(lr):

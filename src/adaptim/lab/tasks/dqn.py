@@ -13,7 +13,7 @@ from torch import nn
 from adaptim.lab.probes import state_bytes
 from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator
 
-__all__ = ["CartPole", "dqn_task", "evaluate_greedy", "SOLVED_RETURN", "MAX_EPISODE_STEPS"]
+__all__ = ["MAX_EPISODE_STEPS", "SOLVED_RETURN", "CartPole", "dqn_task", "evaluate_greedy"]
 
 SOLVED_RETURN = 195.0     # CartPole-v0's "solved" threshold (mean return)
 MAX_EPISODE_STEPS = 500   # CartPole-v1's episode cap

@@ -12,7 +12,7 @@ from torch import nn
 from adaptim.lab.probes import state_bytes
 from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator
 
-__all__ = ["ring_modes", "ring_samples", "mode_coverage", "gan_task", "MODES", "MODE_STD"]
+__all__ = ["MODES", "MODE_STD", "gan_task", "mode_coverage", "ring_modes", "ring_samples"]
 
 MODES = 8
 RADIUS = 2.0

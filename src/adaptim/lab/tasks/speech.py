@@ -10,7 +10,7 @@ from torch import nn
 
 from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator, train
 
-__all__ = ["WORDS", "PHONEME_FORMANTS", "speech_batch", "speech_task", "N_BANDS", "FRAMES"]
+__all__ = ["FRAMES", "N_BANDS", "PHONEME_FORMANTS", "WORDS", "speech_batch", "speech_task"]
 
 N_BANDS = 16          # filterbank channels per frame
 FRAMES = 24           # frames per utterance after padding/cropping
@@ -95,7 +95,7 @@ def _run_speech(variant, make_optimizer, seed, steps, device) -> RunOutput:
 
     out = train(params, optimizer, compute_loss, steps, probe_every=max(steps // 20, 1))
     test_loss, test_accuracy = _evaluate(model, x_test, y_test)
-    train_loss, train_accuracy = _evaluate(model, x_train, y_train)
+    train_accuracy = _evaluate(model, x_train, y_train)[1]
     if out.diverged or not math.isfinite(test_loss):
         test_loss, test_accuracy = math.inf, 0.0
     out.scalars.update(test_loss=test_loss, test_accuracy=test_accuracy, score=test_accuracy,

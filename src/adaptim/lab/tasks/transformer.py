@@ -10,8 +10,8 @@ from torch import nn
 
 from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator, train
 
-__all__ = ["zipf_probabilities", "copy_batch", "TinyCausalTransformer", "copy_scores", "transformer_task",
-           "COPY_LENGTH", "VOCAB", "SEPARATOR"]
+__all__ = ["COPY_LENGTH", "SEPARATOR", "VOCAB", "TinyCausalTransformer", "copy_batch",
+           "copy_scores", "transformer_task", "zipf_probabilities"]
 
 VOCAB = 64            # token ids 0..VOCAB-1; SEPARATOR is never a content token
 SEPARATOR = 0
@@ -82,8 +82,8 @@ def copy_scores(model, tokens) -> dict[str, float]:
         loss, predicted, target = _copy_predictions(model, tokens)
     hit = (predicted == target).float()
     rare = target > VOCAB // 4
-    return dict(test_loss=float(loss), copy_accuracy=float(hit.mean()),
-                rare_token_accuracy=float(hit[rare].mean()))
+    return {"test_loss": float(loss), "copy_accuracy": float(hit.mean()),
+            "rare_token_accuracy": float(hit[rare].mean())}
 
 
 def _run_transformer(variant, make_optimizer, seed, steps, device) -> RunOutput:
@@ -101,7 +101,7 @@ def _run_transformer(variant, make_optimizer, seed, steps, device) -> RunOutput:
     out = train(params, optimizer, compute_loss, steps, probe_every=max(steps // 20, 1))
     scores = copy_scores(model, test)
     if out.diverged or not math.isfinite(scores["test_loss"]):
-        scores = dict(test_loss=math.inf, copy_accuracy=0.0, rare_token_accuracy=0.0)
+        scores = {"test_loss": math.inf, "copy_accuracy": 0.0, "rare_token_accuracy": 0.0}
     out.scalars.update(scores, score=scores["copy_accuracy"],
                        initial_copy_accuracy=initial["copy_accuracy"],
                        unigram_accuracy=float(zipf_probabilities().max()),
