@@ -112,11 +112,13 @@ def evaluate_greedy(q_net: nn.Module, episodes: int, generator: torch.Generator)
 
 
 def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
-    """DQN (Mnih et al. 2015): ε-greedy acting in ``N_ENVS`` cart-poles, a replay buffer, one
-    update of a mini-batch of ``BATCH`` transitions per acting step with the Huber loss on the
-    TD error against a target network copied every ``TARGET_EVERY`` updates. Truncation at the
-    episode cap bootstraps; only termination cuts the return. ``steps`` counts updates. Runs on
-    the CPU whatever ``device`` says: the networks are too small for an accelerator to help."""
+    """Double DQN (Mnih et al. 2015; van Hasselt et al. 2016): ε-greedy acting in ``N_ENVS``
+    cart-poles, a replay buffer, one update of a mini-batch of ``BATCH`` transitions per acting
+    step with the Huber loss on the TD error against a target network copied every
+    ``TARGET_EVERY`` updates, which values the online network's choice of next action.
+    Truncation at the episode cap bootstraps; only termination cuts the return. ``steps``
+    counts updates. Runs on the CPU whatever ``device`` says: the networks are too small for an
+    accelerator to help."""
     torch.manual_seed(seed)
     q_net = nn.Sequential(nn.Linear(4, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, HIDDEN), nn.ReLU(),
                           nn.Linear(HIDDEN, 2))
@@ -167,7 +169,9 @@ def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
 
         index = torch.randint(size, (BATCH,), generator=gen)
         with torch.no_grad():
-            best_next = target_net(next_states[index]).max(dim=1).values
+            # Double DQN: the online network picks the next action, the target network values it.
+            best = q_net(next_states[index]).argmax(dim=1, keepdim=True)
+            best_next = target_net(next_states[index]).gather(1, best).squeeze(1)
             target = 1.0 + GAMMA * (1.0 - terminals[index]) * best_next
         optimizer.zero_grad(set_to_none=True)
         q = q_net(states[index]).gather(1, actions[index, None]).squeeze(1)
@@ -212,14 +216,15 @@ def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
 dqn_task = Task(
     name="dqn",
     summary="DQN on CartPole (dynamics in torch): greedy return",
-    description=("Deep Q-learning on the cart-pole of Barto, Sutton & Anderson (1983), "
+    description=("Double deep Q-learning on the cart-pole of Barto, Sutton & Anderson (1983), "
                  "integrated as gym's CartPole-v1 does (Euler, 0.02 s; the episode ends past "
                  f"12° or 2.4 m, or after {MAX_EPISODE_STEPS} steps). A {HIDDEN}-{HIDDEN} "
                  f"Q-network acts ε-greedily in {N_ENVS} cart-poles (ε falls from 1 to "
                  f"{EPS_END} over the first {EPS_FRACTION:.0%} of the run), stores transitions "
                  f"in a replay buffer of {BUFFER:,}, and takes one Huber-loss update on "
                  f"{BATCH} replayed transitions per acting step against a target network "
-                 f"copied every {TARGET_EVERY} updates (γ = {GAMMA}). The score is the mean "
+                 f"copied every {TARGET_EVERY} updates, which values the online network's "
+                 f"choice of next action (γ = {GAMMA}). The score is the mean "
                  f"return of {EVAL_EPISODES} greedy episodes after training; "
                  f"{SOLVED_RETURN:g} counts as solved."),
     variants=("cartpole",),
