@@ -110,9 +110,8 @@ def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = 
                       for r in runs]
             mean, lo, hi = _band(curves)
             steps = np.arange(1, len(mean) + 1)
-            label = f"{opt} (" + ", ".join(
-                f"{'wd' if k == 'weight_decay' else k} {v:.3g}"
-                for k, v in runs[0].hparams.items()) + ")"
+            # one arm may run at different rates on different panels: those are in the table
+            label = opt
             if task.log_loss:
                 mean, lo, hi = _positive(mean), _positive(lo), _positive(hi)
             ax.plot(steps, mean, color=_color(opt), label=label, lw=1.6)
@@ -127,7 +126,12 @@ def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = 
         ax.set_xlabel("step")
         ax.set_ylabel(task.loss_name + (" (EMA-smoothed)" if smooth else ""))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles: dict = {}
+    for ax in axes[0]:  # one legend for every panel's arms
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0))
     n_seeds = max(len({r.seed for r in _final_runs(records, task.name)}), 1)
     fig.suptitle(f"{task.summary}\nmean of {n_seeds} seed(s); band: lowest to highest seed",
                  fontsize=10)
