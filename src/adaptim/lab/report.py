@@ -219,8 +219,9 @@ def _html(result, summaries, verdicts, figures, command) -> str:
              f"<p class='small'>{e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
              f" · command: <code>{e(command)}</code> · {len(result.records)} of "
              f"{result.planned_runs} runs finished in {result.wall_seconds:.1f} s · device "
-             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · seeds {cfg.seeds}"
-             f"{' · fast (smoke) mode' if cfg.fast else ''}</p>"]
+             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · evaluation seeds {cfg.seeds or 'per task (5 or more)'}"
+             f" · tier: {e(getattr(cfg, 'tier', 'default'))}"
+             f"{' (smoke run)' if cfg.fast else ''}</p>"]
     if result.interrupted:
         parts.append(f"<div class='banner' id='interrupted'><b>Interrupted</b> (Ctrl-C): this "
                      f"report shows the {len(result.records)} runs that finished out of "
