@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-from html import escape as html_escape
 import math
+from html import escape as html_escape
 
 import numpy as np
 import pytest
@@ -15,13 +15,13 @@ import pytest
 pytest.importorskip("matplotlib")
 pytest.importorskip("sklearn")
 
-from adaptim.lab.report import write_report  # noqa: E402
-from adaptim.lab.runner import TUNE_SEED, SuiteConfig, plan_runs, run_suite  # noqa: E402
-from adaptim.lab.summary import final_loss, selection_score, smoothed, steps_to_target  # noqa: E402
-from adaptim.lab.sweep import MAX_EXTENSIONS  # noqa: E402
-from adaptim.lab.tasks import TASKS  # noqa: E402
-from adaptim.lab.tasks.deep import DEPTH  # noqa: E402
-from adaptim.registry import list_optimizers  # noqa: E402
+from adaptim.lab.report import write_report
+from adaptim.lab.runner import TUNE_SEED, SuiteConfig, plan_runs, run_suite
+from adaptim.lab.summary import final_loss, selection_score, smoothed, steps_to_target
+from adaptim.lab.sweep import MAX_EXTENSIONS
+from adaptim.lab.tasks import TASKS
+from adaptim.lab.tasks.deep import DEPTH
+from adaptim.registry import list_optimizers
 
 STEPS = 6
 SEEDS = 2

@@ -8,8 +8,15 @@ import math
 
 import pytest
 
-from adaptim.lab.claims import (CLAIMS, HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, TUTORIALS,
-                                evaluate_claims)
+from adaptim.lab.claims import (
+    CLAIMS,
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLD,
+    NOT_RUN,
+    TUTORIALS,
+    evaluate_claims,
+)
 from adaptim.lab.summary import GroupSummary
 
 

@@ -8,8 +8,17 @@ import math
 import pytest
 import torch
 
-from adaptim.lab.stats import (HOLDS, INCONCLUSIVE, NOT_HOLD, decay_ratio, decay_rule, decide,
-                               oriented_differences, paired_effect, seeds_needed)
+from adaptim.lab.stats import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLD,
+    decay_ratio,
+    decay_rule,
+    decide,
+    oriented_differences,
+    paired_effect,
+    seeds_needed,
+)
 from adaptim.lab.sweep import extension, grid_status, lr_window_share
 
 

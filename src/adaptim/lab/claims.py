@@ -15,12 +15,31 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from adaptim.lab.stats import (HOLDS, INCONCLUSIVE, NOT_HOLD, Effect, decide,
-                               oriented_differences, paired_effect, seeds_needed)
+from adaptim.lab.stats import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLD,
+    Effect,
+    decide,
+    oriented_differences,
+    paired_effect,
+    seeds_needed,
+)
 from adaptim.lab.sweep import lr_window_share
 
-__all__ = ["Claim", "Ref", "Verdict", "CLAIMS", "TUTORIALS", "judge", "evaluate_claims",
-           "HOLDS", "NOT_HOLD", "INCONCLUSIVE", "NOT_RUN"]
+__all__ = [
+    "CLAIMS",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "NOT_HOLD",
+    "NOT_RUN",
+    "TUTORIALS",
+    "Claim",
+    "Ref",
+    "Verdict",
+    "evaluate_claims",
+    "judge",
+]
 
 NOT_RUN = "needs --extended"
 

@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-__all__ = ["add_compare_arguments", "cmd_compare", "UsageError"]
+__all__ = ["UsageError", "add_compare_arguments", "cmd_compare"]
 
 
 class UsageError(Exception):
@@ -73,7 +73,7 @@ def _config_from(args):
     import torch
 
     from adaptim.lab.runner import SuiteConfig
-    from adaptim.lab.tasks import TASKS, get_task
+    from adaptim.lab.tasks import get_task
     from adaptim.registry import get_spec, list_optimizers
 
     if args.fast and getattr(args, "extended", False):
@@ -140,8 +140,14 @@ def cmd_compare(args) -> int:
     interactive = console.is_terminal and not args.quiet
 
     if interactive:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=console, transient=False,

@@ -11,13 +11,21 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from adaptim.lab.summary import smoothed  # noqa: E402
+from adaptim.lab.summary import smoothed
 
-__all__ = ["COLORS", "loss_figure", "sweep_figure", "trajectory_figure", "effective_lr_figure",
-           "layer_norm_figure", "grad_norm_figure", "to_png"]
+__all__ = [
+    "COLORS",
+    "effective_lr_figure",
+    "grad_norm_figure",
+    "layer_norm_figure",
+    "loss_figure",
+    "sweep_figure",
+    "to_png",
+    "trajectory_figure",
+]
 
 COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c", "adagrad": "#d62728",
           "rmsprop": "#9467bd", "adadelta": "#8c564b", "adam": "#e377c2", "adamw": "#17becf"}

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-__all__ = ["state_bytes", "step_factors", "effective_lr", "eps_dominated_share"]
+__all__ = ["effective_lr", "eps_dominated_share", "state_bytes", "step_factors"]
 
 
 def state_bytes(optimizer: torch.optim.Optimizer) -> int:

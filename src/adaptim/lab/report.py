@@ -25,7 +25,7 @@ from adaptim.lab.sweep import MAX_EXTENSIONS
 from adaptim.lab.tasks import TASKS
 from adaptim.lab.tasks.surfaces import SURFACES
 
-__all__ = ["write_report", "check_writable"]
+__all__ = ["check_writable", "write_report"]
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:

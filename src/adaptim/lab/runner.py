@@ -15,13 +15,26 @@ from dataclasses import dataclass, field
 import torch
 
 from adaptim.lab.summary import selection_score
-from adaptim.lab.sweep import (FAST_GRID_EXPONENTS, GRID_EXPONENTS, STEP, extension,
-                               grid_status, hparam_grid)
-from adaptim.lab.tasks import TASKS, Arm, RunOutput, Task  # noqa: F401
+from adaptim.lab.sweep import (
+    FAST_GRID_EXPONENTS,
+    GRID_EXPONENTS,
+    STEP,
+    extension,
+    grid_status,
+    hparam_grid,
+)
+from adaptim.lab.tasks import TASKS, Arm, RunOutput, Task
 from adaptim.registry import create, list_optimizers
 
-__all__ = ["SuiteConfig", "RunRecord", "SuiteResult", "plan_runs", "run_suite", "TUNE_SEED",
-           "DEFAULT_SEEDS"]
+__all__ = [
+    "DEFAULT_SEEDS",
+    "TUNE_SEED",
+    "RunRecord",
+    "SuiteConfig",
+    "SuiteResult",
+    "plan_runs",
+    "run_suite",
+]
 
 TUNE_SEED = 1000     # the tuning seed; evaluation seeds are 0, 1, ..., n − 1
 DEFAULT_SEEDS = 5    # evaluation seeds per arm (a task may ask for more)

@@ -23,8 +23,19 @@ import math
 import statistics
 from dataclasses import dataclass
 
-__all__ = ["HOLDS", "NOT_HOLD", "INCONCLUSIVE", "Effect", "oriented_differences",
-           "t_quantile", "paired_effect", "decide", "seeds_needed", "decay_ratio", "decay_rule"]
+__all__ = [
+    "HOLDS",
+    "INCONCLUSIVE",
+    "NOT_HOLD",
+    "Effect",
+    "decay_ratio",
+    "decay_rule",
+    "decide",
+    "oriented_differences",
+    "paired_effect",
+    "seeds_needed",
+    "t_quantile",
+]
 
 HOLDS, NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 CONFIDENCE = 0.95

@@ -7,8 +7,15 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-__all__ = ["final_loss", "smoothed", "steps_to_target", "selection_score", "GroupSummary",
-           "summarize", "SMOOTHING"]
+__all__ = [
+    "SMOOTHING",
+    "GroupSummary",
+    "final_loss",
+    "selection_score",
+    "smoothed",
+    "steps_to_target",
+    "summarize",
+]
 
 SMOOTHING = 0.9  # EMA factor for noisy mini-batch losses before the target test
 

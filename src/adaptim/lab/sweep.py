@@ -14,8 +14,17 @@ from __future__ import annotations
 import itertools
 import math
 
-__all__ = ["LR_CENTRE", "GRID_EXPONENTS", "FAST_GRID_EXPONENTS", "MAX_EXTENSIONS", "STEP",
-           "hparam_grid", "extension", "grid_status", "lr_window_share"]
+__all__ = [
+    "FAST_GRID_EXPONENTS",
+    "GRID_EXPONENTS",
+    "LR_CENTRE",
+    "MAX_EXTENSIONS",
+    "STEP",
+    "extension",
+    "grid_status",
+    "hparam_grid",
+    "lr_window_share",
+]
 
 # Typical good learning rates on small networks (half-decade values so grids read 0.1, 0.316, 1...).
 LR_CENTRE = {

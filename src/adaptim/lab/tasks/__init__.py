@@ -18,7 +18,7 @@ from adaptim.lab.tasks.speech import speech_task
 from adaptim.lab.tasks.surfaces import surfaces_task
 from adaptim.lab.tasks.transformer import transformer_task
 
-__all__ = ["TASKS", "Task", "Arm", "RunOutput", "get_task", "list_tasks"]
+__all__ = ["TASKS", "Arm", "RunOutput", "Task", "get_task", "list_tasks"]
 
 
 

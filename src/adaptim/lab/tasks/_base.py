@@ -13,7 +13,7 @@ from torch import Tensor
 from adaptim.clip import clip_grad_norm_, total_grad_norm
 from adaptim.lab.probes import effective_lr, state_bytes
 
-__all__ = ["Task", "Arm", "RunOutput", "train", "seeded_generator"]
+__all__ = ["Arm", "RunOutput", "Task", "seeded_generator", "train"]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from adaptim.lab.probes import effective_lr, eps_dominated_share
 from adaptim.lab.tasks._base import Arm, RunOutput, Task
 from adaptim.lab.tasks.digits import fit_classifier
 
-__all__ = ["deep_task", "DEPTH", "VARIANTS"]
+__all__ = ["DEPTH", "VARIANTS", "deep_task"]
 
 DEPTH = 10   # hidden layers
 WIDTH = 32

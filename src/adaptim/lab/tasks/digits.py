@@ -10,8 +10,13 @@ from torch import nn
 
 from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
-__all__ = ["load_digits_split", "digits_mlp_task", "digits_cnn_task", "weight_decay_task",
-           "fit_classifier"]
+__all__ = [
+    "digits_cnn_task",
+    "digits_mlp_task",
+    "fit_classifier",
+    "load_digits_split",
+    "weight_decay_task",
+]
 
 SPLIT_SEED = 20240601  # the train/val/test split is fixed; run seeds change init and batches
 

@@ -12,7 +12,7 @@ from adaptim.lab.stats import decay_ratio
 from adaptim.lab.summary import smoothed
 from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
-__all__ = ["online_task", "WARMUP", "RECOVERED"]
+__all__ = ["RECOVERED", "WARMUP", "online_task"]
 
 DIM = 10
 BATCH = 8

@@ -8,8 +8,14 @@ from torch import nn
 
 from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
-__all__ = ["adding_batch", "adding_task", "adding_gru_task", "exploding_task",
-           "ADDING_BASELINE", "SOLVED"]
+__all__ = [
+    "ADDING_BASELINE",
+    "SOLVED",
+    "adding_batch",
+    "adding_gru_task",
+    "adding_task",
+    "exploding_task",
+]
 
 # Predicting the mean (1.0) of the sum of two U(0, 1) numbers gives MSE = Var = 2/12.
 ADDING_BASELINE = 1.0 / 6.0

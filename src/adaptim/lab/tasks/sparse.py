@@ -11,7 +11,7 @@ from torch import nn
 
 from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
-__all__ = ["sparse_task", "sparse_batch"]
+__all__ = ["sparse_batch", "sparse_task"]
 
 FEATURES = 1000
 ACTIVE = 10      # features present per example
