@@ -17,6 +17,7 @@ from adaptim.lab.tasks.digits import fit_classifier
 __all__ = ["DEPTH", "VARIANTS", "deep_task"]
 
 DEPTH = 10   # hidden layers
+RESOLUTION = 2.0 ** -24  # smallest relative change of a float32 weight
 WIDTH = 32
 # variant -> (activation, initialization, batch norm)
 VARIANTS = {
@@ -77,10 +78,13 @@ def _run(variant, make_optimizer, seed, steps, device) -> RunOutput:
     @torch.no_grad()
     def after_step(step):
         if probe(step):
-            rel_first = float((first - before["first"]).norm() / before["first"].norm())
-            rel_last = float((last - before["last"]).norm() / before["last"].norm())
-            if rel_first > 0 and rel_last > 0:
-                update_ratios.append(math.log10(rel_first / rel_last))
+            # An update below float32's resolution leaves the weights unchanged (a relative
+            # change of 0): it counts as the smallest measurable one, 2⁻²⁴.
+            rel_first = max(float((first - before["first"]).norm() / before["first"].norm()),
+                            RESOLUTION)
+            rel_last = max(float((last - before["last"]).norm() / before["last"].norm()),
+                           RESOLUTION)
+            update_ratios.append(math.log10(rel_first / rel_last))
 
     def make(params):
         holder["opt"] = make_optimizer(params)
