@@ -1,12 +1,12 @@
-"""The verdict on each claim of docs/mission.md, computed from the runs (never written by hand).
+"""The claims of the five tutorials the lab tests, quoted, and the judge that turns runs into
+verdicts (never written by hand).
 
-Each check reads the per-(task, variant, optimizer) summaries and returns a :class:`Verdict`:
-``holds``, ``does not hold`` or ``mixed`` with the numbers that decided it and the figure to
-look at; ``not tested in this run`` when the tasks it needs were not run, and ``not tested by
-this suite`` for the parts no task here can test.
-
-Comparisons between two optimizers use a noise band: a difference smaller than the sum of the
-two seed standard deviations counts as a tie, not a win.
+Each :class:`Claim` quotes one sentence of one tutorial (original language and an English
+rendering), states what is measured, and names the arms it compares: pairs of
+(task, variant, arm) whose evaluation seeds are paired. :func:`judge` reads the per-arm
+summaries, computes the paired effect with its interval (:mod:`adaptim.lab.stats`) and applies
+the decision rule. Compound sentences are split into separate rows. A row whose tasks did not
+run says which tier or task would run them.
 """
 
 from __future__ import annotations
@@ -15,429 +15,542 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-from adaptim.lab.tasks.recurrent import ADDING_BASELINE
+from adaptim.lab.stats import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLD,
+    Effect,
+    decide,
+    oriented_differences,
+    paired_effect,
+    seeds_needed,
+)
+from adaptim.lab.sweep import lr_window_share
 
-__all__ = ["Verdict", "evaluate_claims", "HOLDS", "NOT_HOLD", "MIXED", "NOT_RUN", "NOT_TESTABLE"]
+__all__ = [
+    "CLAIMS",
+    "HOLDS",
+    "INCONCLUSIVE",
+    "NOT_HOLD",
+    "NOT_RUN",
+    "TUTORIALS",
+    "Claim",
+    "Ref",
+    "Verdict",
+    "evaluate_claims",
+    "judge",
+]
 
-HOLDS, NOT_HOLD, MIXED = "holds", "does not hold", "mixed"
-NOT_RUN, NOT_TESTABLE = "not tested in this run", "not tested by this suite"
-ADAPTIVE = ("adagrad", "rmsprop", "adadelta", "adam", "adamw")
-# Tasks whose gradients stay large (no exact minimum reached), where a decay of the step size
-# is the optimizer's doing; on the 2-D surfaces the gradient itself vanishes at the minimum.
-DECAY_TASKS = ("online", "digits-mlp", "digits-cnn", "adding")
+NOT_RUN = "needs --extended"
+
+# The tutorials, by topic (language in brackets).
+RMSPROP_HI = "the RMSProp tutorial (Hindi)"
+SIMILAR = "the tutorial on RMSProp and similar optimizers (Hindi)"
+RMSPROP_EN = "the RMSProp article (English)"
+ADAM = "the Adam tutorial (Hindi)"
+VANISHING = "the vanishing/exploding gradients tutorial (Hindi)"
+TUTORIALS = (RMSPROP_HI, SIMILAR, RMSPROP_EN, ADAM, VANISHING)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One arm: ``task``, ``variant`` and the arm's label (its optimizer name by default)."""
+
+    task: str
+    variant: str
+    arm: str
+
+    def __str__(self):
+        return f"{self.task}·{self.variant}·{self.arm}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the verdict table.
+
+    ``pairs``: (A, B) arms compared seed by seed (B None: A's value against zero); several
+    pairs pool their differences. ``metric``: a per-seed value of the summaries
+    (``final_loss``, ``steps_to_target``, ``state_bytes_per_param`` or a task scalar) or
+    ``lr_window_share`` (one value per arm, from its sweep). ``higher_is_better``: which
+    direction the claim favours A in. ``transform``/``worst``: see
+    :func:`adaptim.lab.stats.oriented_differences`. ``min_effect``: the least effect that
+    counts (and the equivalence margin unless ``delta``)."""
+
+    id: str
+    tutorial: str
+    quote: str
+    english: str
+    statement: str
+    pairs: tuple
+    metric: str
+    higher_is_better: bool
+    min_effect: float
+    unit: str
+    transform: str = "diff"
+    kind: str = "superior"
+    delta: float | None = None
+    worst: float | None = None
+    deterministic: bool = False
+    link: str = ""
+
+    @property
+    def tasks(self) -> list[str]:
+        seen = []
+        for pair in self.pairs:
+            for ref in pair:
+                if ref is not None and ref.task not in seen:
+                    seen.append(ref.task)
+        return seen
 
 
 @dataclass
 class Verdict:
-    claim: str
-    source: str
+    claim: Claim
     status: str
+    reason: str
+    effect: Effect | None = None
     evidence: list[str] = field(default_factory=list)
-    link: str | None = None       # anchor of the figure that shows it
-    tasks: list[str] = field(default_factory=list)
+    decide_hint: str = ""
+
+    # flat views for the report and metrics.json
+    @property
+    def link(self) -> str:
+        """The figure to look at; none when nothing was measured."""
+        return self.claim.link if self.effect is not None else ""
 
     def to_dict(self) -> dict:
-        return dict(claim=self.claim, source=self.source, status=self.status,
-                    evidence=self.evidence, link=self.link, tasks=self.tasks)
+        c = self.claim
+        return dict(id=c.id, tutorial=c.tutorial, quote=c.quote, english=c.english,
+                    claim=c.statement, statement=c.statement, status=self.status,
+                    reason=self.reason, effect=self.effect.to_dict() if self.effect else None,
+                    unit=c.unit, min_effect=c.min_effect, kind=c.kind,
+                    delta=c.min_effect if c.delta is None else c.delta,
+                    evidence=self.evidence, decide_hint=self.decide_hint, link=self.link,
+                    tasks=c.tasks)
 
 
-class _Index:
-    def __init__(self, summaries, records):
-        self.by_key = {(s.task, s.variant, s.optimizer): s for s in summaries}
-        self.records = records
-
-    def get(self, task, variant, opt):
-        return self.by_key.get((task, variant, opt))
-
-    def groups(self):
-        """(task, variant) -> {optimizer: summary}."""
-        out: dict[tuple, dict] = {}
-        for (task, variant, opt), s in self.by_key.items():
-            out.setdefault((task, variant), {})[opt] = s
-        return out
-
-    def has(self, task):
-        return any(k[0] == task for k in self.by_key)
+def _r(task, variant, arm):
+    return Ref(task, variant, arm)
 
 
-def _stat(s, name):
-    st = s.final_loss if name == "final_loss" else s.scalars.get(name)
-    if not st or not st.get("n"):
-        return None
-    return st
+LOG3 = math.log10(3)
+LOG15 = math.log10(1.5)
+LOG125 = math.log10(1.25)
+
+# The default-tier tasks the Adam speed and tuning rows pool over: (task, variant).
+_SPEED_GROUPS = (("quadratic", "kappa100"), ("online", "switch"), ("sparse", "zipf"),
+                 ("digits-mlp", "mlp"))
+_OTHERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta")
+
+CLAIMS: tuple[Claim, ...] = (
+    # ---------------------------------------------------------------- RMSProp vs AdaGrad
+    Claim("adagrad-decays", RMSPROP_HI,
+          "AdaGrad की सबसे बड़ी समस्या यह थी कि learning rate बहुत जल्दी बहुत छोटा हो जाता है, "
+          "जिससे प्रशिक्षण रुक जाता है।",
+          "AdaGrad's biggest problem was that the learning rate becomes very small very "
+          "quickly, which stops training.",
+          "On the stream whose target switches midway, AdaGrad's effective learning rate "
+          "falls more than 3× from the first to the last fifth of the run.",
+          ((_r("online", "switch", "adagrad"), None),), "efflr_log10_ratio", False, LOG3,
+          "−log10(late/early effective lr)", link="#fig-online-efflr"),
+    Claim("rmsprop-controlled", RMSPROP_HI,
+          "Learning rate को स्थिर बनाए रखता है। … Vanishing Learning Rate की समस्या नहीं होती।",
+          "It keeps the learning rate stable. … There is no vanishing-learning-rate problem.",
+          "On the same stream, RMSProp's effective learning rate stays within 3× of its "
+          "early value (after its warm-up).",
+          ((_r("online", "switch", "rmsprop"), None),), "efflr_log10_ratio", False, LOG3,
+          "log10(late/early effective lr), equivalence to 0", kind="equivalent",
+          link="#fig-online-efflr"),
+    Claim("rmsprop-recovers", RMSPROP_HI,
+          "RMSProp इस समस्या का समाधान करता है — यह सभी पुराने gradients को समान रूप से नहीं "
+          "बल्कि एक decaying average के रूप में गिनता है।",
+          "RMSProp solves this problem: it counts old gradients not equally but as a "
+          "decaying average.",
+          "After the target switches, RMSProp gets back to the loss threshold in fewer steps "
+          "than AdaGrad (each tuned).",
+          ((_r("online", "switch", "rmsprop"), _r("online", "switch", "adagrad")),),
+          "recovery_steps", False, LOG15, "log10 steps to recover (AdaGrad / RMSProp)",
+          transform="log10", link="#fig-online-loss"),
+    Claim("rmsprop-online", RMSPROP_HI, "Online Learning के लिए उपयुक्त।",
+          "Suitable for online learning.",
+          "On the switching stream RMSProp's prequential loss after the switch is lower than "
+          "plain SGD's (each tuned).",
+          ((_r("online", "switch", "rmsprop"), _r("online", "switch", "sgd")),),
+          "tracking_loss", False, math.log10(1.1), "log10 loss after the switch (SGD / RMSProp)",
+          transform="log10", link="#fig-online-loss"),
+    Claim("rmsprop-rnn", RMSPROP_HI,
+          "Performance on RNNs | Poor (AdaGrad) | Excellent (RMSProp)",
+          "Performance on RNNs: AdaGrad poor, RMSProp excellent.",
+          "An LSTM on the adding problem (T = 10) reaches a lower held-out MSE with RMSProp "
+          "than with AdaGrad (each tuned).",
+          ((_r("adding", "lstm-T10", "rmsprop"), _r("adding", "lstm-T10", "adagrad")),),
+          "test_loss", False, LOG15, "log10 held-out MSE (AdaGrad / RMSProp)", transform="log10",
+          link="#fig-adding-loss"),
+    Claim("rnn-rmsprop-adam", SIMILAR, "आरएनएन/एलएसटीएम के लिए, आरएमएसप्रॉप या एडम बेहतर होते हैं।",
+          "For RNNs/LSTMs, RMSProp or Adam are better.",
+          "On the LSTM adding task (T = 10), RMSProp and Adam each reach a lower held-out MSE "
+          "than SGD with momentum (pooled pairs).",
+          ((_r("adding", "lstm-T10", "rmsprop"), _r("adding", "lstm-T10", "momentum")),
+           (_r("adding", "lstm-T10", "adam"), _r("adding", "lstm-T10", "momentum"))),
+          "test_loss", False, LOG15, "log10 held-out MSE (momentum / adaptive)",
+          transform="log10", link="#fig-adding-loss"),
+    Claim("rmsprop-vanishing", RMSPROP_EN,
+          "By adjusting the learning rate for each parameter dynamically, RMSProp helps prevent "
+          "issues such as vanishing gradients, which can stall training progress in deep "
+          "neural networks.", "(English original)",
+          "In the 10-layer sigmoid MLP, RMSProp moves the first layer's weights (relative to "
+          "their size) closer to the last layer's than SGD does: ratio larger by ≥ 3×.",
+          ((_r("deep", "sigmoid", "rmsprop"), _r("deep", "sigmoid", "sgd")),),
+          "update_ratio_log10", True, LOG3, "log10 first/last relative update (RMSProp − SGD)",
+          link="#fig-deep-layers"),
+    Claim("rmsprop-vanishing-loss", RMSPROP_EN,
+          "… which can stall training progress in deep neural networks.", "(English original)",
+          "The 10-layer sigmoid MLP trained with RMSProp ends at a lower training loss than "
+          "with SGD (each tuned).",
+          ((_r("deep", "sigmoid", "rmsprop"), _r("deep", "sigmoid", "sgd")),),
+          "final_loss", False, LOG15, "log10 training loss (SGD / RMSProp)", transform="log10",
+          link="#fig-deep-loss"),
+    # ---------------------------------------------------------------- AdaGrad, AdaDelta
+    Claim("adagrad-sparse", SIMILAR,
+          "लर्निंग रेट्स को अनुकूलित करने के लिए वर्गीकृत ग्रेडिएंट्स के योग को जमा करता है; विरल "
+          "डेटा के लिए आदर्श।",
+          "Accumulates the sum of squared gradients to adapt learning rates; ideal for sparse "
+          "data.",
+          "Logistic regression on sparse Zipf-distributed features: AdaGrad's held-out loss is "
+          "lower than SGD's (each tuned).",
+          ((_r("sparse", "zipf", "adagrad"), _r("sparse", "zipf", "sgd")),),
+          "test_loss", False, math.log10(1.1), "log10 held-out loss (SGD / AdaGrad)",
+          transform="log10", link="#fig-sparse-loss"),
+    Claim("adadelta-no-tuning", SIMILAR, "मैन्युअल लर्निंग रेट ट्यूनिंग की आवश्यकता नहीं होती।",
+          "No manual learning-rate tuning is needed.",
+          "AdaDelta at its default lr (1.0) is within 25 % of AdaDelta with a tuned lr "
+          "(held-out loss, pooled over the sparse and digits tasks).",
+          ((_r("sparse", "zipf", "adadelta default"), _r("sparse", "zipf", "adadelta")),
+           (_r("digits-mlp", "mlp", "adadelta default"), _r("digits-mlp", "mlp", "adadelta"))),
+          "selection_loss", False, LOG125, "log10 held-out loss (tuned / default)",
+          transform="log10", kind="equivalent", link="#task-sparse"),
+    # ---------------------------------------------------------------- Adam
+    Claim("adam-bias-correction", SIMILAR, "बेहतर प्रारंभिक प्रशिक्षण के लिए पूर्वाग्रह-सुधारित।",
+          "Bias-corrected for better early training.",
+          "On the digits MLP, Adam's mean training loss over the first 30 steps is lower with "
+          "bias correction than without (each tuned).",
+          ((_r("digits-mlp", "mlp", "adam"), _r("digits-mlp", "mlp", "adam no bias correction")),),
+          "early_loss", False, math.log10(1.1), "log10 early loss (uncorrected / corrected)",
+          transform="log10", link="#fig-digits-mlp-loss"),
+    Claim("adam-beats-rmsprop", SIMILAR, "… अक्सर बड़े डेटासेट पर आरएमएसप्रॉप से बेहतर प्रदर्शन करता है",
+          "… often performs better than RMSProp on large datasets.",
+          "On the digits MLP (the largest data set here, 1,000 training images) Adam's "
+          "validation loss is lower than RMSProp's (each tuned).",
+          ((_r("digits-mlp", "mlp", "adam"), _r("digits-mlp", "mlp", "rmsprop")),),
+          "selection_loss", False, math.log10(1.1), "log10 validation loss (RMSProp / Adam)",
+          transform="log10", link="#fig-digits-mlp-loss"),
+    Claim("adam-fast", ADAM, "तेज़ और स्थिर convergence।", "Fast and stable convergence.",
+          "Adam reaches the target loss in fewer steps than each other optimizer (paired win "
+          "rate over seeds, pooled over four tasks).",
+          tuple((_r(t, v, "adam"), _r(t, v, o)) for t, v in _SPEED_GROUPS for o in _OTHERS),
+          "steps_to_target", False, 0.1, "win rate − ½", transform="sign",
+          link="#overview"),
+    Claim("adam-stable", ADAM, "तेज़ और स्थिर convergence।", "Fast and stable convergence.",
+          "More of Adam's learning-rate grid (±1 decade around its best) reaches the target "
+          "than of SGD's (per task, pooled over four tasks).",
+          tuple((_r(t, v, "adam"), _r(t, v, "sgd")) for t, v in _SPEED_GROUPS),
+          "lr_window_share", True, 0.15, "share of the lr window reaching the target (Adam − SGD)",
+          link="#overview"),
+    Claim("adam-less-tuning", ADAM, "कम hyperparameter tuning की आवश्यकता।",
+          "Less hyperparameter tuning is needed.",
+          "Adam at its default lr (0.001) is within 25 % of Adam with a tuned lr (held-out "
+          "loss, pooled over the sparse and digits tasks).",
+          ((_r("sparse", "zipf", "adam default"), _r("sparse", "zipf", "adam")),
+           (_r("digits-mlp", "mlp", "adam default"), _r("digits-mlp", "mlp", "adam"))),
+          "selection_loss", False, LOG125, "log10 held-out loss (tuned / default)",
+          transform="log10", kind="equivalent", link="#task-digits-mlp"),
+    Claim("adam-noise", ADAM, "Gradient noise के प्रति मजबूत।", "Robust to gradient noise.",
+          "On an ill-conditioned quadratic with noisy gradients, Adam ends at a lower loss "
+          "than SGD (each tuned).",
+          ((_r("quadratic", "noisy", "adam"), _r("quadratic", "noisy", "sgd")),),
+          "final_loss", False, math.log10(1.25), "log10 final loss (SGD / Adam)",
+          transform="log10", link="#fig-quadratic-loss"),
+    Claim("adam-sparse", ADAM, "Sparse और non-stationary डेटा दोनों पर प्रभावी।",
+          "Effective on both sparse and non-stationary data.",
+          "Sparse part: on the Zipf features Adam's held-out loss is lower than SGD's.",
+          ((_r("sparse", "zipf", "adam"), _r("sparse", "zipf", "sgd")),),
+          "test_loss", False, math.log10(1.1), "log10 held-out loss (SGD / Adam)",
+          transform="log10", link="#fig-sparse-loss"),
+    Claim("adam-nonstationary", ADAM, "Sparse और non-stationary डेटा दोनों पर प्रभावी।",
+          "Effective on both sparse and non-stationary data.",
+          "Non-stationary part: on the switching stream Adam's loss after the switch is lower "
+          "than SGD's.",
+          ((_r("online", "switch", "adam"), _r("online", "switch", "sgd")),),
+          "tracking_loss", False, math.log10(1.1), "log10 loss after the switch (SGD / Adam)",
+          transform="log10", link="#fig-online-loss"),
+    Claim("momentum-faster", ADAM,
+          "Gradient Descent | … | धीमी … ; Momentum | … | तेज़",
+          "(comparison table) Gradient descent: slow; momentum: fast.",
+          "On ill-conditioned quadratics (κ = 100 and 1000) momentum reaches the target in "
+          "fewer steps than gradient descent (each tuned).",
+          ((_r("quadratic", "kappa100", "momentum"), _r("quadratic", "kappa100", "sgd")),
+           (_r("quadratic", "kappa1000", "momentum"), _r("quadratic", "kappa1000", "sgd"))),
+          "steps_to_target", False, LOG15, "log10 steps to target (GD / momentum)",
+          transform="log10", link="#fig-quadratic-loss"),
+    Claim("adam-memory", ADAM, "Adam | अनुकूली | अधिक (मेमोरी)",
+          "(comparison table) Adam: more memory (momentum: medium, AdaGrad: low).",
+          "Adam's optimizer state per parameter is larger than momentum's and AdaGrad's "
+          "(measured bytes in optimizer.state).",
+          ((_r("digits-mlp", "mlp", "adam"), _r("digits-mlp", "mlp", "momentum")),
+           (_r("digits-mlp", "mlp", "adam"), _r("digits-mlp", "mlp", "adagrad"))),
+          "state_bytes_per_param", True, 1.0, "bytes per parameter (Adam − other)",
+          deterministic=True, link="#task-digits-mlp"),
+    Claim("adagrad-memory", ADAM, "AdaGrad | अनुकूली | कम (मेमोरी); Momentum | स्थिर | मध्यम",
+          "(comparison table) AdaGrad: low memory; momentum: medium.",
+          "AdaGrad's optimizer state per parameter is smaller than momentum's.",
+          ((_r("digits-mlp", "mlp", "momentum"), _r("digits-mlp", "mlp", "adagrad")),),
+          "state_bytes_per_param", True, 1.0, "bytes per parameter (momentum − AdaGrad)",
+          deterministic=True, link="#task-digits-mlp"),
+    Claim("adamw-generalizes", SIMILAR,
+          "अनुकूली लर्निंग रेट से वेट डिके को अलग करता है, जिससे … मानक एडम (और इस प्रकार "
+          "आरएमएसप्रॉप) पर सामान्यीकरण में सुधार होता है।",
+          "It decouples weight decay from the adaptive learning rate, which improves "
+          "generalization over standard Adam (and so RMSProp).",
+          "With a cosine schedule and a tuned lr × weight-decay grid, AdamW's test accuracy "
+          "on a small digits training set is higher than Adam + L2's.",
+          ((_r("weight-decay", "small-train", "adamw"), _r("weight-decay", "small-train", "adam")),),
+          "test_accuracy", True, 0.01, "test accuracy (AdamW − Adam+L2)",
+          link="#fig-weight-decay-loss"),
+    Claim("nesterov-generalizes", SIMILAR,
+          "… लेकिन अक्सर आरएमएसप्रॉप जैसे शुद्ध अनुकूली तरीकों से बेहतर सामान्यीकरण करता है।",
+          "… but often generalizes better than purely adaptive methods such as RMSProp.",
+          "Stopped at the same training accuracy (97 %), SGD with Nesterov momentum has a "
+          "higher test accuracy than RMSProp and Adam (pooled pairs).",
+          ((_r("digits-mlp", "mlp", "nesterov"), _r("digits-mlp", "mlp", "rmsprop")),
+           (_r("digits-mlp", "mlp", "nesterov"), _r("digits-mlp", "mlp", "adam"))),
+          "matched_test_accuracy", True, 0.01, "test accuracy at matched training accuracy "
+          "(Nesterov − adaptive)", worst=0.0, link="#task-digits-mlp"),
+    # ---------------------------------------------------------------- vanishing gradients
+    Claim("vanishing-early-layers", VANISHING,
+          "Neural Network की शुरुआती Layers ठीक से Train नहीं हो पातीं।",
+          "The network's early layers do not train properly.",
+          "In a 10-layer sigmoid MLP (PyTorch's default init) the first layer's gradient norm "
+          "at initialization is at least 10× smaller than the last layer's.",
+          ((_r("deep", "sigmoid", "sgd"), None),), "grad_ratio_log10", False, 1.0,
+          "−log10(first/last layer gradient norm)", link="#fig-deep-layers"),
+    Claim("relu-remedy", VANISHING,
+          "ReLU (Rectified Linear Unit) Activation Function: Sigmoid और Tanh की तुलना में ReLU "
+          "Gradient को Zero होने से बचाता है।",
+          "ReLU: compared with sigmoid and tanh, ReLU keeps the gradient from going to zero.",
+          "Same network and init, ReLU instead of sigmoid: the first/last layer gradient ratio "
+          "is at least 10× larger.",
+          ((_r("deep", "relu", "sgd"), _r("deep", "sigmoid", "sgd")),), "grad_ratio_log10", True,
+          1.0, "log10 first/last gradient ratio (ReLU − sigmoid)", link="#fig-deep-layers"),
+    Claim("batchnorm-remedy", VANISHING,
+          "Batch Normalization: यह Weights को Normalized रखता है और Gradient को अधिक संतुलित "
+          "बनाता है।",
+          "Batch normalization keeps the weights normalized and makes the gradient more "
+          "balanced.",
+          "Sigmoid network with batch norm before every activation: the first/last layer "
+          "gradient ratio is at least 10× larger than without.",
+          ((_r("deep", "sigmoid+bn", "sgd"), _r("deep", "sigmoid", "sgd")),), "grad_ratio_log10",
+          True, 1.0, "log10 first/last gradient ratio (BN − none)", link="#fig-deep-layers"),
+    Claim("xavier-remedy", VANISHING,
+          "Weight Initialization: Xavier और He Initialization Techniques का उपयोग किया जाता है।",
+          "Weight initialization: Xavier and He initialization are used.",
+          "Xavier part: a tanh network with Xavier init has a first/last gradient ratio at "
+          "least 3× larger than with PyTorch's default init.",
+          ((_r("deep", "tanh+xavier", "sgd"), _r("deep", "tanh", "sgd")),), "grad_ratio_log10",
+          True, LOG3, "log10 first/last gradient ratio (Xavier − default)",
+          link="#fig-deep-layers"),
+    Claim("he-remedy", VANISHING,
+          "Weight Initialization: Xavier और He Initialization Techniques का उपयोग किया जाता है।",
+          "Weight initialization: Xavier and He initialization are used.",
+          "He part: a ReLU network with He init has a first/last gradient ratio at least 3× "
+          "larger than with PyTorch's default init.",
+          ((_r("deep", "relu+he", "sgd"), _r("deep", "relu", "sgd")),), "grad_ratio_log10", True,
+          LOG3, "log10 first/last gradient ratio (He − default)", link="#fig-deep-layers"),
+    Claim("lstm-remedy", VANISHING,
+          "LSTM और GRU: RNNs में LSTM और GRU का उपयोग किया जाता है, जिससे Gradient को याद रखने में "
+          "मदद मिलती है।",
+          "LSTM and GRU are used in RNNs, which helps the gradient be remembered.",
+          "LSTM part: on the adding problem at T = 30 an LSTM (forget-gate bias 1) reaches a "
+          "held-out MSE at least 2× lower than a tanh RNN (each tuned, Adam).",
+          ((_r("adding", "lstm-T30", "adam"), _r("adding", "rnn-T30", "adam")),), "test_loss",
+          False, math.log10(2), "log10 held-out MSE (RNN / LSTM)", transform="log10",
+          link="#fig-adding-loss"),
+    Claim("gru-remedy", VANISHING,
+          "LSTM और GRU: RNNs में LSTM और GRU का उपयोग किया जाता है, जिससे Gradient को याद रखने में "
+          "मदद मिलती है।",
+          "LSTM and GRU are used in RNNs, which helps the gradient be remembered.",
+          "GRU part: on the adding problem at T = 30 a GRU reaches a held-out MSE at least 2× "
+          "lower than a tanh RNN (each tuned, Adam).",
+          ((_r("adding-gru", "gru-T30", "adam"), _r("adding", "rnn-T30", "adam")),), "test_loss",
+          False, math.log10(2), "log10 held-out MSE (RNN / GRU)", transform="log10",
+          link="#fig-adding-gru-loss"),
+    # ---------------------------------------------------------------- exploding gradients
+    Claim("clipping-remedy", VANISHING,
+          "Gradient Clipping: यह Gradients को एक निश्चित सीमा तक सीमित रखता है, जिससे वे अनावश्यक "
+          "रूप से बड़े नहीं होते।",
+          "Gradient clipping limits gradients to a fixed bound so they do not become "
+          "needlessly large.",
+          "A ReLU RNN whose recurrent gain explodes (2.0): with clipping (each tuned) the "
+          "held-out MSE is lower than without; a diverged run counts as the worst.",
+          ((_r("exploding", "clipped", "sgd"), _r("exploding", "unclipped", "sgd")),),
+          "test_loss", False, math.log10(1.25), "log10 held-out MSE (unclipped / clipped)",
+          transform="log10", link="#fig-exploding-gradnorm"),
+    Claim("l2-remedy", VANISHING,
+          "Weight Regularization: L2 Regularization से Weights की बड़ी Values को नियंत्रित किया "
+          "जाता है।",
+          "Weight regularization: L2 regularization controls large weight values.",
+          "Same exploding RNN: SGD with a tuned L2 penalty reaches a lower held-out MSE than "
+          "SGD without (each tuned).",
+          ((_r("exploding", "unclipped", "sgd+L2"), _r("exploding", "unclipped", "sgd")),),
+          "test_loss", False, math.log10(1.25), "log10 held-out MSE (none / L2)",
+          transform="log10", link="#fig-exploding-loss"),
+    Claim("lower-lr-remedy", VANISHING,
+          "Lower Learning Rate: Learning Rate को छोटा करके Gradient को स्थिर रखा जाता है।",
+          "Lower learning rate: making the learning rate smaller keeps the gradient stable.",
+          "Same exploding RNN without clipping: at the tuned learning rate the held-out MSE "
+          "is lower than at 10× that rate (a diverged run counts as the worst).",
+          ((_r("exploding", "unclipped", "sgd"), _r("exploding", "unclipped", "sgd lr×10")),),
+          "test_loss", False, math.log10(1.25), "log10 held-out MSE (lr×10 / tuned)",
+          transform="log10", link="#fig-exploding-loss"),
+    # ---------------------------------------------------------------- typical uses
+    Claim("use-cnn", RMSPROP_EN,
+          "RMSProp is widely utilized in various deep learning scenarios, including "
+          "convolutional neural networks (CNNs) for image processing …", "(English original)",
+          "On a small CNN for the digits, RMSProp's test accuracy is at least as high as "
+          "plain SGD's (each tuned): higher by ≥ 1 point.",
+          ((_r("digits-cnn", "cnn", "rmsprop"), _r("digits-cnn", "cnn", "sgd")),),
+          "test_accuracy", True, 0.01, "test accuracy (RMSProp − SGD)", worst=0.0,
+          link="#task-digits-cnn"),
+    Claim("use-transformer", ADAM, "Transformer Models (BERT, GPT)",
+          "(real uses) Transformer models (BERT, GPT).",
+          "A tiny causal Transformer on a copy task: Adam's copy accuracy is higher than plain "
+          "SGD's (each tuned) by ≥ 5 points.",
+          ((_r("transformer", "copy", "adam"), _r("transformer", "copy", "sgd")),),
+          "copy_accuracy", True, 0.05, "copy accuracy (Adam − SGD)", worst=0.0,
+          link="#task-transformer"),
+    Claim("use-gan", ADAM, "GANs और Reinforcement Learning", "GANs and reinforcement learning.",
+          "GAN part: on a 2-D mixture of Gaussians, Adam's generator covers more modes than "
+          "plain SGD's (each tuned).",
+          ((_r("gan", "default", "adam"), _r("gan", "default", "sgd")),),
+          "modes_covered", True, 0.5, "modes covered (Adam − SGD)", worst=0.0,
+          link="#task-gan"),
+    Claim("use-dqn-adam", ADAM, "GANs और Reinforcement Learning", "GANs and reinforcement learning.",
+          "Reinforcement-learning part: DQN on CartPole reaches a higher evaluation return "
+          "with Adam than with plain SGD (each tuned).",
+          ((_r("dqn", "cartpole", "adam"), _r("dqn", "cartpole", "sgd")),),
+          "eval_return", True, 10.0, "evaluation return (Adam − SGD)", worst=0.0,
+          link="#task-dqn"),
+    Claim("use-dqn-rmsprop", RMSPROP_HI, "Deep Reinforcement Learning (जैसे DQN)",
+          "Deep reinforcement learning (such as DQN).",
+          "DQN on CartPole reaches a higher evaluation return with RMSProp than with plain SGD "
+          "(each tuned).",
+          ((_r("dqn", "cartpole", "rmsprop"), _r("dqn", "cartpole", "sgd")),),
+          "eval_return", True, 10.0, "evaluation return (RMSProp − SGD)", worst=0.0,
+          link="#task-dqn"),
+    Claim("use-speech", RMSPROP_HI, "Speech Recognition Models", "Speech recognition models.",
+          "A speech-like sequence classification proxy (not real speech): RMSProp's test "
+          "accuracy is higher than plain SGD's (each tuned) by ≥ 2 points.",
+          ((_r("speech", "gru", "rmsprop"), _r("speech", "gru", "sgd")),),
+          "test_accuracy", True, 0.02, "test accuracy (RMSProp − SGD)", worst=0.0,
+          link="#task-speech"),
+)
 
 
-def _compare(a, b, name, lower_is_better=True):
-    """'a', 'b' or 'tie' by the mean of ``name`` over seeds, with the seed-spread noise band;
-    a side with no finite value (diverged everywhere) loses."""
-    sa, sb = _stat(a, name), _stat(b, name)
-    if sa is None and sb is None:
-        return "tie"
-    if sa is None:
-        return "b"
-    if sb is None:
-        return "a"
-    diff = sa["mean"] - sb["mean"]
-    if abs(diff) <= sa["std"] + sb["std"]:
-        return "tie"
-    a_better = diff < 0 if lower_is_better else diff > 0
-    return "a" if a_better else "b"
+def _index(summaries) -> dict:
+    return {(s.task, s.variant, s.arm): s for s in summaries}
 
 
-def _fmt(st, digits=3):
-    if st is None:
-        return "diverged"
-    return f"{st['mean']:.{digits}g} ± {st['std']:.2g}"
+def _seed_values(summary, metric) -> dict[int, float]:
+    if metric == "lr_window_share":
+        swept = [(h, r) for (h, _), r in zip(summary.sweep, summary.sweep_reached)
+                 if all(h.get(k) == v for k, v in summary.hparams.items() if k != "lr")]
+        return {0: lr_window_share(swept, summary.hparams["lr"])} if swept else {}
+    if metric == "state_bytes_per_param":
+        return {seed: summary.state_bytes_per_param for seed in summary.seeds}
+    values = summary.values.get(metric)
+    if values is None:
+        return {}
+    if metric == "steps_to_target":  # not reached: one step past the budget (the worst)
+        values = [summary.steps + 1 if v is None else v for v in values]
+    return dict(zip(summary.seeds, values))
 
 
-def _rank_speed(group: dict) -> list[str]:
-    """Optimizers from fastest to slowest: more seeds at target first, then fewer mean steps,
-    then lower final loss."""
-    def key(opt):
-        s = group[opt]
-        steps = s.mean_steps_to_target
-        loss = s.final_loss["mean"] if s.final_loss["n"] else math.inf
-        return (-s.reached, steps if not math.isnan(steps) else math.inf, loss)
-    return sorted(group, key=key)
+def _fmt(x, digits=3):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}g}"
 
 
-def _from_counts(wins: int, losses: int, ties: int) -> str:
-    total = wins + losses + ties
-    if total == 0:
-        return MIXED
-    if wins >= 2 * total / 3 and losses == 0:
-        return HOLDS
-    if losses >= 2 * total / 3 and wins == 0:
-        return NOT_HOLD
-    if wins == 0 and losses == 0:
-        return MIXED
-    return MIXED
+def _arm_text(ref: Ref, s, metric) -> str:
+    vals = [v for v in _seed_values(s, metric).values() if v is not None and math.isfinite(v)]
+    hp = ", ".join(f"{'wd' if k == 'weight_decay' else k} {v:.3g}" for k, v in s.hparams.items()
+                   if isinstance(v, float))
+    centre = f"{statistics.median(vals):.3g}" if vals else "diverged"
+    grid = s.grid.get("status", "")
+    return (f"{ref}: median {centre} over {len(vals)} seed(s)"
+            + (f", {s.diverged} diverged" if s.diverged else "")
+            + f" [{hp}{'; grid ' + grid if grid and grid != 'single point' else ''}]")
 
 
-def _combine(parts: list[str]) -> str:
-    if parts and all(p == HOLDS for p in parts):
-        return HOLDS
-    if parts and all(p == NOT_HOLD for p in parts):
-        return NOT_HOLD
-    return MIXED
-
-
-def _not_run(claim, source, tasks):
-    return Verdict(claim, source, NOT_RUN, [f"needs --task {' / '.join(tasks)}"], None, tasks)
-
-
-# --------------------------------------------------------------------------- the checks
-def _adagrad_decay(ix: _Index) -> Verdict:
-    claim = "AdaGrad's effective learning rate decays very fast; RMSProp's stays controlled."
-    src = "mission.md, Claims"
-    evidence, parts, link = [], [], None
-    for (task, variant) in ix.groups():
-        if task not in DECAY_TASKS:
+def judge(claim: Claim, summaries_by_key: dict, *, ran_tasks: set, extended: bool,
+          task_tiers: dict) -> Verdict:
+    """The verdict on one claim from the per-arm summaries."""
+    diffs: list[float] = []
+    evidence: list[str] = []
+    missing: set[str] = set()
+    for a_ref, b_ref in claim.pairs:
+        a = summaries_by_key.get((a_ref.task, a_ref.variant, a_ref.arm))
+        b = summaries_by_key.get((b_ref.task, b_ref.variant, b_ref.arm)) if b_ref else None
+        if a is None or (b_ref is not None and b is None):
+            missing |= {r.task for r, x in ((a_ref, a), (b_ref, b))
+                        if r is not None and x is None}
             continue
-        ratios = {}
-        for opt in ("adagrad", "rmsprop"):
-            runs = [r for r in ix.records if r.final and r.task == task and r.variant == variant
-                    and r.optimizer == opt and "effective_lr" in r.output.sparse]
-            vals = []
-            for r in runs:
-                lrs = [v for v in r.output.sparse["effective_lr"][1] if math.isfinite(v) and v > 0]
-                if len(lrs) >= 3:
-                    vals.append(lrs[-1] / lrs[1])  # end vs the first probe after step 0
-            if vals:
-                ratios[opt] = statistics.median(vals)
-        if len(ratios) < 2:
+        va = _seed_values(a, claim.metric)
+        vb = _seed_values(b, claim.metric) if b is not None else None
+        seeds = sorted(set(va) & set(vb)) if vb is not None else sorted(va)
+        if not seeds:
             continue
-        decays = ratios["adagrad"] < 1 / 3
-        controlled = 1 / 3 <= ratios["rmsprop"] <= 3
-        parts.append(HOLDS if decays and controlled else
-                     NOT_HOLD if not decays and not controlled else MIXED)
-        evidence.append(f"{task}·{variant}: effective lr end/early AdaGrad ×{ratios['adagrad']:.3g}, "
-                        f"RMSProp ×{ratios['rmsprop']:.3g}")
-        if task == "online" or link is None:
-            link = f"#fig-{task}-efflr" if task == "online" else f"#task-{task}"
-    if not parts:
-        return _not_run(claim, src, ["online"])
-    evidence.append("early = the first probe after step 0; rule: holds where AdaGrad's ratio "
-                    "< 1/3 and RMSProp's is within [1/3, 3]")
-    return Verdict(claim, src, _combine(parts), evidence, link or "#task-online", ["online"])
+        diffs += oriented_differences([va[k] for k in seeds],
+                                      [vb[k] for k in seeds] if vb is not None else None,
+                                      higher_is_better=claim.higher_is_better,
+                                      transform=claim.transform, worst=claim.worst)
+        if len(evidence) < 6:
+            evidence.append(_arm_text(a_ref, a, claim.metric)
+                            + (" vs " + _arm_text(b_ref, b, claim.metric) if b is not None else ""))
+    if not diffs and not missing:
+        return Verdict(claim, INCONCLUSIVE, f"no {claim.metric} in this run (it needs the "
+                       "learning-rate sweeps: not with --fast or --lr)", evidence=evidence,
+                       decide_hint="run without --fast / --lr")
+    if not diffs:
+        needs_ext = any(task_tiers.get(t) == "extended" for t in missing)
+        if needs_ext and not extended:
+            return Verdict(claim, NOT_RUN, "its task runs in the extended tier: "
+                           + ", ".join(sorted(missing)), evidence=evidence,
+                           decide_hint="run adaptim compare --extended")
+        unknown = [t for t in missing if t not in task_tiers]
+        reason = ("task not in this build: " + ", ".join(sorted(unknown)) if unknown else
+                  "task not run: " + ", ".join(sorted(missing)))
+        return Verdict(claim, INCONCLUSIVE, reason, evidence=evidence,
+                       decide_hint="run it with --task " + ",".join(sorted(missing - set(unknown)))
+                       if missing - set(unknown) else "needs the task")
+    effect = paired_effect(diffs, deterministic=claim.deterministic)
+    status, reason = decide(effect, min_effect=claim.min_effect, delta=claim.delta,
+                            kind=claim.kind)
+    hint = ""
+    if status == INCONCLUSIVE:
+        n = seeds_needed(effect, min_effect=claim.min_effect)
+        hint = (f"about {n} paired seeds (now {effect.n}) would narrow the interval enough"
+                if n else "more seeds")
+    if missing:
+        evidence.append("not run: " + ", ".join(sorted(missing)))
+    return Verdict(claim, status, reason, effect, evidence, hint)
 
 
-def _rmsprop_rnn(ix: _Index) -> Verdict:
-    claim = "RMSProp performs well on RNNs where AdaGrad does poorly; RMSProp is more stable."
-    src = "mission.md, Claims"
-    if not ix.has("adding"):
-        return _not_run(claim, src, ["adding"])
-    wins = losses = ties = 0
-    evidence = []
-    for variant in ("gru", "lstm", "rnn"):
-        a, b = ix.get("adding", variant, "rmsprop"), ix.get("adding", variant, "adagrad")
-        if a is None or b is None:
-            continue
-        sa, sb = _stat(a, "test_loss"), _stat(b, "test_loss")
-        learned = any(s is not None and s["mean"] < 0.8 * ADDING_BASELINE for s in (sa, sb))
-        outcome = _compare(a, b, "test_loss") if learned else "neither learned"
-        evidence.append(f"adding·{variant}: held-out MSE RMSProp {_fmt(sa)} vs AdaGrad {_fmt(sb)}"
-                        f" → {outcome if outcome in ('tie', 'neither learned') else ('RMSProp' if outcome == 'a' else 'AdaGrad') + ' better'}"
-                        f"; seed spread RMSProp {a.final_loss['std']:.2g}, AdaGrad {b.final_loss['std']:.2g}")
-        if outcome == "a":
-            wins += 1
-        elif outcome == "b":
-            losses += 1
-        elif outcome == "tie":
-            ties += 1
-    if wins + losses + ties == 0:
-        status = MIXED
-        evidence.append(f"no cell beat 0.8 × the baseline MSE {ADDING_BASELINE:.3f} with either optimizer")
-    else:
-        status = _from_counts(wins, losses, ties)
-    return Verdict(claim, src, status, evidence, "#fig-adding-loss", ["adding"])
+def evaluate_claims(summaries, records=None, *, extended: bool = False,
+                    claims: tuple[Claim, ...] = CLAIMS) -> list[Verdict]:
+    """Every claim's verdict, in table order."""
+    from adaptim.lab.tasks import TASKS
 
-
-def _adam_fastest(ix: _Index) -> Verdict:
-    claim = "Adam converges fastest and is most stable, at the cost of more optimizer memory."
-    src = "mission.md, Claims"
-    groups = {k: g for k, g in ix.groups().items() if "adam" in g and len(g) >= 3}
-    if not groups:
-        return _not_run(claim, src, ["digits-mlp", "surfaces", "..."])
-    fastest, stablest, ranks = 0, 0, []
-    for (task, variant), g in groups.items():
-        order = _rank_speed(g)
-        ranks.append(order.index("adam") + 1)
-        fastest += order[0] == "adam"
-        spread = {o: (s.final_loss["std"] / abs(s.final_loss["mean"]) if s.final_loss["n"] > 1
-                      and s.final_loss["mean"] else math.inf) + s.diverged
-                  for o, s in g.items()}
-        stablest += min(spread, key=spread.get) == "adam"
-    n = len(groups)
-    speed = HOLDS if fastest >= n / 2 else NOT_HOLD if fastest < n / 4 else MIXED
-    stable = HOLDS if stablest >= n / 2 else NOT_HOLD if stablest < n / 4 else MIXED
-    # Memory on the largest model that ran the most optimizers (per-tensor step counters
-    # dominate on the 2-D surfaces).
-    sizes = {k: len(g) for k, g in ix.groups().items()}
-    biggest = max(ix.by_key.values(), key=lambda s: (sizes[(s.task, s.variant)], s.n_params))
-    mem = {s.optimizer: s.state_bytes_per_param for s in ix.by_key.values()
-           if (s.task, s.variant) == (biggest.task, biggest.variant)}
-    cheaper = [o for o in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop") if o in mem]
-    memory = (HOLDS if "adam" in mem and cheaper and all(mem["adam"] > mem[o] for o in cheaper)
-              else NOT_HOLD if "adam" in mem and cheaper else MIXED)
-    evidence = [
-        f"fastest to target (then lowest loss) in {fastest} of {n} task/variant groups; "
-        f"median rank {statistics.median(ranks):g} of the optimizers run",
-        f"lowest relative seed spread in {stablest} of {n} groups",
-        f"optimizer state, bytes per parameter ({biggest.task}, {biggest.n_params:,} parameters): "
-        + ", ".join(f"{o} {v:.3g}" for o, v in mem.items()),
-    ]
-    return Verdict(claim, src, _combine([speed, stable, memory]), evidence, "#overview", sorted({k[0] for k in groups}))
-
-
-def _momentum_vs_gd(ix: _Index) -> Verdict:
-    claim = "Momentum is faster than plain gradient descent; plain gradient descent is slow."
-    src = "mission.md, Claims"
-    wins = losses = ties = 0
-    slow = total = 0
-    evidence = []
-    for (task, variant), g in ix.groups().items():
-        if "sgd" not in g or "momentum" not in g:
-            continue
-        m, s = g["momentum"], g["sgd"]
-        ms, ss = m.mean_steps_to_target, s.mean_steps_to_target
-        if m.reached > s.reached or (m.reached == s.reached and m.reached and ms < 0.9 * ss):
-            wins += 1
-            word = "momentum faster"
-        elif s.reached > m.reached or (m.reached == s.reached and m.reached and ss < 0.9 * ms):
-            losses += 1
-            word = "GD faster"
-        else:
-            outcome = _compare(m, s, "final_loss")
-            wins += outcome == "a"
-            losses += outcome == "b"
-            ties += outcome == "tie"
-            word = {"a": "momentum lower loss", "b": "GD lower loss", "tie": "tie"}[outcome]
-        evidence.append(f"{task}·{variant}: steps to target momentum {ms:.0f} ({m.reached}/{len(m.seeds)}),"
-                        f" GD {ss:.0f} ({s.reached}/{len(s.seeds)}) → {word}".replace("nan", "–"))
-        if len(g) >= 4:
-            order = _rank_speed(g)
-            total += 1
-            slow += order.index("sgd") >= len(order) / 2
-    if wins + losses + ties == 0:
-        return _not_run(claim, src, ["digits-mlp", "surfaces", "online"])
-    part1 = _from_counts(wins, losses, ties)
-    part2 = HOLDS if total and slow >= total / 2 else NOT_HOLD if total else MIXED
-    evidence.insert(0, f"momentum faster in {wins}, GD faster in {losses}, tie in {ties} groups; "
-                       f"GD in the slower half of all optimizers in {slow} of {total} groups")
-    return Verdict(claim, src, _combine([part1, part2]), evidence, "#task-surfaces",
-                   sorted({e.split("·")[0] for e in evidence[1:]}))
-
-
-def _adamw_generalizes(ix: _Index) -> Verdict:
-    claim = "AdamW generalizes better than Adam with L2 regularization."
-    src = "mission.md, Claims"
-    a, b = ix.get("weight-decay", "small-train", "adamw"), ix.get("weight-decay", "small-train", "adam")
-    if a is None or b is None:
-        return _not_run(claim, src, ["weight-decay"])
-    outcome = _compare(a, b, "test_accuracy", lower_is_better=False)
-    status = {"a": HOLDS, "b": NOT_HOLD, "tie": MIXED}[outcome]
-    evidence = [f"test accuracy AdamW {_fmt(_stat(a, 'test_accuracy'))} (lr {a.hparams['lr']:.3g}, "
-                f"wd {a.hparams.get('weight_decay', 0):g}) vs Adam+L2 {_fmt(_stat(b, 'test_accuracy'))} "
-                f"(lr {b.hparams['lr']:.3g}, wd {b.hparams.get('weight_decay', 0):g})",
-                f"test loss AdamW {_fmt(_stat(a, 'test_loss'))} vs Adam+L2 {_fmt(_stat(b, 'test_loss'))}"]
-    if outcome == "tie":
-        evidence.append("difference within the seed spread")
-    return Verdict(claim, src, status, evidence, "#fig-weight-decay-loss", ["weight-decay"])
-
-
-def _nesterov_generalizes(ix: _Index) -> Verdict:
-    claim = "SGD with Nesterov momentum often generalizes better than adaptive methods."
-    src = "mission.md, Claims"
-    wins = losses = ties = 0
-    evidence = []
-    for (task, variant), g in ix.groups().items():
-        if "nesterov" not in g or _stat(g["nesterov"], "test_accuracy") is None:
-            continue
-        n = g["nesterov"]
-        row = []
-        for opt in ADAPTIVE:
-            if opt not in g:
-                continue
-            outcome = _compare(n, g[opt], "test_accuracy", lower_is_better=False)
-            wins += outcome == "a"
-            losses += outcome == "b"
-            ties += outcome == "tie"
-            row.append(f"{opt} {_fmt(_stat(g[opt], 'test_accuracy'))}{'' if outcome == 'tie' else (' ✗' if outcome == 'a' else ' ✓')}")
-        evidence.append(f"{task}: test accuracy Nesterov {_fmt(_stat(n, 'test_accuracy'))} vs "
-                        + ", ".join(row))
-    if wins + losses + ties == 0:
-        return _not_run(claim, src, ["digits-mlp", "digits-cnn", "weight-decay"])
-    total = wins + losses + ties
-    status = (HOLDS if wins > losses and wins >= total / 2 else
-              NOT_HOLD if losses > wins and wins < total / 4 else MIXED)
-    evidence.insert(0, f"Nesterov better in {wins}, worse in {losses}, tied in {ties} of {total} "
-                       "comparisons (✓ adaptive better, ✗ Nesterov better, plain: within noise)")
-    return Verdict(claim, src, status, evidence, "#task-digits-mlp",
-                   sorted({e.split(":")[0] for e in evidence[1:]}))
-
-
-def _typical_uses(ix: _Index) -> list[Verdict]:
-    src = "mission.md, Claims (typical uses of RMSProp / Adam)"
-    out = []
-    uses = [("RNNs", "adding", "test_loss", True), ("online (non-stationary) learning", "online",
-                                                    "tracking_loss", True),
-            ("CNNs", "digits-cnn", "test_accuracy", False)]
-    for label, task, metric, lower in uses:
-        claim = f"Typical use — {label}: RMSProp and Adam are among the better optimizers."
-        groups = {k: g for k, g in ix.groups().items() if k[0] == task}
-        if not groups:
-            out.append(_not_run(claim, src, [task]))
-            continue
-        parts, evidence = [], []
-        for (t, variant), g in groups.items():
-            scored = {o: _stat(s, metric) for o, s in g.items()}
-            worst = math.inf if lower else -math.inf
-            order = sorted(g, key=lambda o: (scored[o]["mean"] if scored[o] else worst)
-                           * (1 if lower else -1))
-            if lower and task == "adding" and all(
-                    (scored[o] or {"mean": math.inf})["mean"] > 0.8 * ADDING_BASELINE for o in g):
-                evidence.append(f"{t}·{variant}: no optimizer learned (all ≥ 0.8 × baseline)")
-                continue
-            # "Among the better": in the better half, or within the seed spread of its last member.
-            last_good = g[order[max(len(order) // 2, 1) - 1]]
-            hits = [o for o in ("rmsprop", "adam") if o in g]
-            good = [o for o in hits if _compare(g[o], last_good, metric, lower) != "b"]
-            parts.append(HOLDS if hits and len(good) == len(hits) else NOT_HOLD if not good else MIXED)
-            evidence.append(f"{t}·{variant}: ranking by {metric} " + " > ".join(order)
-                            + "; within the better half or its seed spread: "
-                            + (", ".join(good) if good else "neither"))
-        status = _combine(parts) if parts else MIXED
-        out.append(Verdict(claim, src, status, evidence, f"#fig-{task}-loss", [task]))
-    out.append(Verdict("Typical uses — speech, deep reinforcement learning (DQN), Transformers, GANs.",
-                       src, NOT_TESTABLE,
-                       ["the suite has no speech, reinforcement-learning, Transformer or GAN task"]))
-    return out
-
-
-def _remedy_deep(ix: _Index, variant: str, name: str) -> Verdict:
-    claim = f"{name} cures vanishing gradients in a deep sigmoid network."
-    src = "mission.md, Gradient problems (remedies)"
-    base_opts = {o for (t, v, o) in ix.by_key if t == "deep" and v == "sigmoid"}
-    if not base_opts or not any(k[:2] == ("deep", variant) for k in ix.by_key):
-        return _not_run(claim, src, ["deep"])
-    parts, evidence = [], []
-    for opt in sorted(base_opts):
-        a, b = ix.get("deep", variant, opt), ix.get("deep", "sigmoid", opt)
-        if a is None or b is None:
-            continue
-        ra, rb = _stat(a, "first_to_last_grad_ratio"), _stat(b, "first_to_last_grad_ratio")
-        grad_ok = ra is not None and rb is not None and ra["mean"] > 10 * rb["mean"]
-        loss = _compare(a, b, "final_loss")
-        parts.append(HOLDS if grad_ok and loss == "a" else NOT_HOLD if not grad_ok and loss != "a" else MIXED)
-        evidence.append(f"{opt}: first/last layer gradient ratio {ra['mean'] if ra else math.nan:.3g} "
-                        f"vs sigmoid {rb['mean'] if rb else math.nan:.3g}; final loss "
-                        f"{_fmt(a.final_loss)} vs sigmoid {_fmt(b.final_loss)}")
-    evidence.append("rule: ratio > 10 × sigmoid's and a lower loss beyond the seed spread")
-    return Verdict(claim, src, _combine(parts), evidence, "#fig-deep-layers", ["deep"])
-
-
-def _remedy_gated(ix: _Index) -> Verdict:
-    claim = "LSTM and GRU cells cure vanishing gradients over long sequences (vs a vanilla RNN)."
-    src = "mission.md, Gradient problems (remedies)"
-    if not ix.has("adding"):
-        return _not_run(claim, src, ["adding"])
-    parts, evidence = [], []
-    for cell in ("lstm", "gru"):
-        wins = losses = ties = 0
-        for (t, v, opt), s in ix.by_key.items():
-            if t != "adding" or v != cell or ix.get("adding", "rnn", opt) is None:
-                continue
-            outcome = _compare(s, ix.get("adding", "rnn", opt), "test_loss")
-            wins += outcome == "a"
-            losses += outcome == "b"
-            ties += outcome == "tie"
-            evidence.append(f"{opt}: held-out MSE {cell.upper()} {_fmt(_stat(s, 'test_loss'))} vs "
-                            f"RNN {_fmt(_stat(ix.get('adding', 'rnn', opt), 'test_loss'))}")
-        if wins + losses + ties:
-            parts.append(_from_counts(wins, losses, ties))
-    if not parts:
-        return _not_run(claim, src, ["adding"])
-    return Verdict(claim, src, _combine(parts), evidence, "#fig-adding-loss", ["adding"])
-
-
-def _remedy_clipping(ix: _Index) -> Verdict:
-    claim = "Gradient clipping tames exploding gradients."
-    src = "mission.md, Gradient problems (remedies)"
-    if not ix.has("exploding"):
-        return _not_run(claim, src, ["exploding"])
-    parts, evidence = [], []
-    for (t, v, opt), clipped in ix.by_key.items():
-        if t != "exploding" or v != "clipped":
-            continue
-        raw = ix.get("exploding", "unclipped", opt)
-        if raw is None:
-            continue
-        g_raw = _stat(raw, "max_grad_norm")
-        exploded = raw.diverged > 0 or (g_raw is not None and g_raw["max"] > 100)
-        tamed = clipped.diverged == 0 and _compare(clipped, raw, "final_loss") != "b"
-        if exploded:
-            parts.append(HOLDS if tamed else NOT_HOLD)
-        evidence.append(f"{opt}: unclipped diverged {raw.diverged}/{len(raw.seeds)}, largest gradient "
-                        f"norm {g_raw['max'] if g_raw else math.nan:.3g}; clipped diverged "
-                        f"{clipped.diverged}/{len(clipped.seeds)}, final loss {_fmt(clipped.final_loss)}"
-                        f" vs {_fmt(raw.final_loss)}" + ("" if exploded else " (did not explode)"))
-    status = _combine(parts) if parts else MIXED
-    if not parts:
-        evidence.append("no unclipped run exploded, so clipping had nothing to tame")
-    return Verdict(claim, src, status, evidence, "#fig-exploding-gradnorm", ["exploding"])
-
-
-def evaluate_claims(summaries, records) -> list[Verdict]:
-    """Every verdict, mission claims first, then the gradient-problem remedies."""
-    ix = _Index(summaries, records)
-    verdicts = [_adagrad_decay(ix), _rmsprop_rnn(ix), _adam_fastest(ix), _momentum_vs_gd(ix),
-                _adamw_generalizes(ix), _nesterov_generalizes(ix)]
-    verdicts += _typical_uses(ix)
-    verdicts += [_remedy_deep(ix, "relu+he", "ReLU with He initialization"),
-                 _remedy_deep(ix, "sigmoid+batchnorm", "Batch normalization"),
-                 _remedy_gated(ix), _remedy_clipping(ix),
-                 Verdict("Xavier initialization, L2 regularization and a lower learning rate as "
-                         "remedies.", "mission.md, Gradient problems (remedies)", NOT_TESTABLE,
-                         ["no task isolates these remedies"])]
-    return verdicts
+    ix = _index(summaries)
+    ran = {s.task for s in summaries}
+    tiers = {name: t.tier for name, t in TASKS.items()}
+    return [judge(c, ix, ran_tasks=ran, extended=extended, task_tiers=tiers) for c in claims]

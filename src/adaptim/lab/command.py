@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-__all__ = ["add_compare_arguments", "cmd_compare", "UsageError"]
+__all__ = ["UsageError", "add_compare_arguments", "cmd_compare"]
 
 
 class UsageError(Exception):
@@ -45,11 +45,12 @@ def _names(text):
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", type=_names, default=None, metavar="NAME[,NAME]",
-                        help="tasks to run (default: all; see `adaptim list`)")
+                        help="tasks to run (default: every task of the tier; see `adaptim list`)")
     from adaptim.cli import add_names_argument  # one form for every subcommand
     add_names_argument(parser, "--optimizers", help="optimizers to compare (default: all eight)")
     parser.add_argument("--seeds", type=_positive_int("--seeds"), default=None, metavar="N",
-                        help="seeds per setting (default 3; --fast: 2)")
+                        help="evaluation seeds per arm (default 5, or more where a task needs "
+                             "it; --fast: 2); tuning uses a separate seed")
     parser.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
                         help="training steps for every task (default: each task's own)")
     parser.add_argument("--lr", type=_positive_float("--lr"), default=None, metavar="LR",
@@ -60,7 +61,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=_positive_int("--jobs"), default=None, metavar="N",
                         help="worker processes (default: min(2, CPU cores); 1 on a GPU)")
     parser.add_argument("--fast", action="store_true",
-                        help="smoke version: fewer steps, 2 seeds, no sweep (< 20 s)")
+                        help="smoke version: fewer steps, 2 seeds, no sweep (< 30 s)")
+    parser.add_argument("--extended", action="store_true",
+                        help="also run the costly tasks (GRU, CNN, typical uses; < 15 min)")
     parser.add_argument("--out", default="adaptim-report", metavar="DIR",
                         help="output directory (default ./adaptim-report/)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -70,11 +73,13 @@ def _config_from(args):
     import torch
 
     from adaptim.lab.runner import SuiteConfig
-    from adaptim.lab.tasks import TASKS, get_task
+    from adaptim.lab.tasks import get_task
     from adaptim.registry import get_spec, list_optimizers
 
-    tasks = args.task or list(TASKS)
-    for name in tasks:
+    if args.fast and getattr(args, "extended", False):
+        raise UsageError("--fast and --extended exclude each other")
+    tasks = args.task
+    for name in tasks or []:
         try:
             get_task(name)
         except ValueError as exc:
@@ -94,13 +99,12 @@ def _config_from(args):
         raise UsageError(f"--device {args.device}: CUDA is not available on this machine")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise UsageError(f"--device {args.device}: MPS is not available on this machine")
-    seeds = args.seeds or (2 if args.fast else 3)
     jobs = args.jobs or min(2, os.cpu_count() or 1)
     if device.type != "cpu":
         jobs = 1  # one process owns the accelerator
-    return SuiteConfig(tasks=tasks, optimizers=optimizers, seeds=seeds, steps=args.steps,
-                       lr=args.lr, fast=args.fast, device=str(device), threads=args.threads,
-                       jobs=jobs)
+    return SuiteConfig(tasks=tasks, optimizers=optimizers, seeds=args.seeds, steps=args.steps,
+                       lr=args.lr, fast=args.fast, extended=getattr(args, "extended", False),
+                       device=str(device), threads=args.threads, jobs=jobs)
 
 
 def cmd_compare(args) -> int:
@@ -126,7 +130,7 @@ def cmd_compare(args) -> int:
     from adaptim.lab.report import write_report
     from adaptim.lab.runner import plan_runs, run_suite
 
-    planned = sum(g.n_runs(config.seeds) for g in plan_runs(config))
+    planned = sum(g.n_runs() for g in plan_runs(config))
     if planned == 0:
         print("adaptim compare: error: no task runs any of the chosen optimizers "
               f"({', '.join(config.optimizers)})", file=sys.stderr)
@@ -136,8 +140,14 @@ def cmd_compare(args) -> int:
     interactive = console.is_terminal and not args.quiet
 
     if interactive:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                             TimeRemainingColumn(), console=console, transient=False,
@@ -158,8 +168,8 @@ def cmd_compare(args) -> int:
         def on_done(record, done, total):
             if not args.quiet:
                 from adaptim.lab.summary import final_loss
-                print(f"[{done}/{total}] {record.task} {record.variant} {record.optimizer} "
-                      f"lr={record.hparams['lr']:.3g} seed={record.seed} "
+                print(f"[{done}/{total}] {record.task} {record.variant} {record.arm} "
+                      f"lr={record.hparams.get('lr', float('nan')):.3g} seed={record.seed} "
                       f"final_loss={final_loss(record.output.curves['loss']):.4g} "
                       f"({record.wall_seconds:.2f} s)", flush=True)
         result = run_suite(config, on_run_done=on_done)
@@ -185,11 +195,17 @@ def cmd_compare(args) -> int:
 def _print_verdicts(console, verdicts) -> None:
     from rich.table import Table
 
-    colors = {"holds": "green", "does not hold": "red", "mixed": "yellow"}
+    colors = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
     table = Table(title="Verdicts (computed from these runs)", show_lines=False)
-    table.add_column("claim", overflow="fold", max_width=70)
+    table.add_column("claim", overflow="fold", max_width=60)
     table.add_column("verdict")
+    table.add_column("effect [95% interval]")
+    table.add_column("n", justify="right")
     for v in verdicts:
         color = colors.get(v["status"], "dim")
-        table.add_row(v["claim"], f"[{color}]{v['status']}[/{color}]")
+        e = v.get("effect")
+        effect = f"{e['mean']:+.3g} [{e['lo']:+.3g}, {e['hi']:+.3g}]" if e and \
+            e.get("mean") is not None and e.get("lo") is not None and e.get("hi") is not None else "–"
+        table.add_row(v["statement"], f"[{color}]{v['status']}[/{color}]", effect,
+                      str(e["n"]) if e else "0")
     console.print(table)

@@ -11,17 +11,30 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from adaptim.lab.summary import smoothed  # noqa: E402
+from adaptim.lab.summary import smoothed
 
-__all__ = ["COLORS", "loss_figure", "sweep_figure", "trajectory_figure", "effective_lr_figure",
-           "layer_norm_figure", "grad_norm_figure", "to_png"]
+__all__ = [
+    "COLORS",
+    "effective_lr_figure",
+    "grad_norm_figure",
+    "layer_norm_figure",
+    "loss_figure",
+    "sweep_figure",
+    "to_png",
+    "trajectory_figure",
+]
 
 COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c", "adagrad": "#d62728",
           "rmsprop": "#9467bd", "adadelta": "#8c564b", "adam": "#e377c2", "adamw": "#17becf"}
 VARIANT_STYLES = ["-", "--", ":", "-."]
+
+
+def _color(arm: str):
+    """An arm's colour: its optimizer's (an arm label starts with the optimizer's name)."""
+    return COLORS.get(arm.split()[0].split("+")[0])
 
 
 def _layout(fig, top: float = 0.45, right: float = 0.2) -> None:
@@ -33,7 +46,27 @@ def _layout(fig, top: float = 0.45, right: float = 0.2) -> None:
                         top=1 - top / height, wspace=0.3 * len(fig.axes) / max(len(fig.axes), 1))
 
 
+def _guard_log_axes(fig) -> None:
+    """A log axis with no positive finite value to show (every run of a panel diverged) cannot
+    be drawn: such an axis goes linear and says why."""
+    for ax in fig.axes:
+        for axis, getter, setter in (("y", ax.get_yscale, ax.set_yscale),
+                                     ("x", ax.get_xscale, ax.set_xscale)):
+            if getter() != "log":
+                continue
+            values = []
+            for line in ax.get_lines():
+                data = line.get_ydata() if axis == "y" else line.get_xdata()
+                values.extend(np.asarray(data, dtype=float).ravel().tolist())
+            finite = [v for v in values if np.isfinite(v) and v > 0]
+            if not finite:
+                setter("linear")
+                ax.text(0.5, 0.5, "no finite positive values (diverged)",
+                        transform=ax.transAxes, ha="center", va="center", fontsize=8)
+
+
 def to_png(fig, dpi: int = 80) -> bytes:
+    _guard_log_axes(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
@@ -43,7 +76,7 @@ def to_png(fig, dpi: int = 80) -> bytes:
 def _final_runs(records, task, variant=None, optimizer=None):
     return [r for r in records if r.final and r.task == task
             and (variant is None or r.variant == variant)
-            and (optimizer is None or r.optimizer == optimizer)]
+            and (optimizer is None or r.arm == optimizer)]
 
 
 def _band(curves: list[list[float]]):
@@ -58,8 +91,8 @@ def _band(curves: list[list[float]]):
 def _optimizers(records, task):
     seen = []
     for r in records:
-        if r.task == task and r.optimizer not in seen:
-            seen.append(r.optimizer)
+        if r.task == task and r.arm not in seen:
+            seen.append(r.arm)
     return seen
 
 
@@ -85,14 +118,13 @@ def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = 
                       for r in runs]
             mean, lo, hi = _band(curves)
             steps = np.arange(1, len(mean) + 1)
-            label = f"{opt} (" + ", ".join(
-                f"{'wd' if k == 'weight_decay' else k} {v:.3g}"
-                for k, v in runs[0].hparams.items()) + ")"
+            # one arm may run at different rates on different panels: those are in the table
+            label = opt
             if task.log_loss:
                 mean, lo, hi = _positive(mean), _positive(lo), _positive(hi)
-            ax.plot(steps, mean, color=COLORS.get(opt), label=label, lw=1.6)
+            ax.plot(steps, mean, color=_color(opt), label=label, lw=1.6)
             if len(runs) > 1:
-                ax.fill_between(steps, lo, hi, color=COLORS.get(opt), alpha=0.15, lw=0)
+                ax.fill_between(steps, lo, hi, color=_color(opt), alpha=0.15, lw=0)
         ax.axhline(task.target[variant], color="black", ls="--", lw=1, label="target")
         if baseline is not None:
             ax.axhline(baseline, color="gray", ls=":", lw=1.2, label="baseline (predict mean)")
@@ -102,7 +134,12 @@ def loss_figure(task, records, *, baseline: float | None = None, smooth: bool = 
         ax.set_xlabel("step")
         ax.set_ylabel(task.loss_name + (" (EMA-smoothed)" if smooth else ""))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    handles: dict = {}
+    for ax in axes[0]:  # one legend for every panel's arms
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    axes[0][-1].legend(handles.values(), handles.keys(), fontsize=8, loc="upper left",
+                       bbox_to_anchor=(1.02, 1.0))
     n_seeds = max(len({r.seed for r in _final_runs(records, task.name)}), 1)
     fig.suptitle(f"{task.summary}\nmean of {n_seeds} seed(s); band: lowest to highest seed",
                  fontsize=10)
@@ -127,7 +164,7 @@ def sweep_figure(task, records):
             if r.variant != variant:
                 continue
             extra = tuple((k, v) for k, v in sorted(r.hparams.items()) if k != "lr")
-            lines.setdefault((r.optimizer, extra), []).append(r)
+            lines.setdefault((r.arm, extra), []).append(r)
         styles: dict[str, int] = {}
         for (opt, extra), runs in lines.items():
             runs = sorted(runs, key=lambda r: r.hparams["lr"])
@@ -137,11 +174,11 @@ def sweep_figure(task, records):
             k = styles.setdefault(opt, 0)
             styles[opt] += 1
             label = opt + "".join(f" {name}={val:g}" for name, val in extra)
-            ax.plot(lrs, scores, marker="o", ms=4, color=COLORS.get(opt),
+            ax.plot(lrs, scores, marker="o", ms=4, color=_color(opt),
                     ls=VARIANT_STYLES[k % len(VARIANT_STYLES)], label=label)
             for r, s in zip(runs, scores):
                 if r.final:
-                    ax.plot([r.hparams["lr"]], [s], marker="*", ms=14, color=COLORS.get(opt),
+                    ax.plot([r.hparams["lr"]], [s], marker="*", ms=14, color=_color(opt),
                             mec="black", ls="none")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -178,8 +215,8 @@ def trajectory_figure(task, records, surfaces):
             px = [r.output.scalars["start_x"]] + r.output.curves["x"]
             py = [r.output.scalars["start_y"]] + r.output.curves["y"]
             # learning rates differ per surface (see the table), so the shared legend names only
-            ax.plot(px, py, color=COLORS.get(opt), lw=1.4, label=opt)
-            ax.plot(px[-1:], py[-1:], "o", color=COLORS.get(opt), ms=4)
+            ax.plot(px, py, color=_color(opt), lw=1.4, label=opt)
+            ax.plot(px[-1:], py[-1:], "o", color=_color(opt), ms=4)
         ax.plot([s.start[0]], [s.start[1]], "ks", ms=6, label="start")
         ax.plot([s.minimum[0]], [s.minimum[1]], "k*", ms=12, label="minimum")
         ax.set_xlim(*s.xlim)
@@ -206,8 +243,8 @@ def effective_lr_figure(task, records, variant: str):
         steps = runs[0].output.sparse["effective_lr"][0]
         mean, lo, hi = _band([r.output.sparse["effective_lr"][1] for r in runs
                               if len(r.output.sparse["effective_lr"][1]) == len(steps)])
-        ax.plot(steps, _positive(mean), color=COLORS.get(opt), label=opt, lw=1.6)
-        ax.fill_between(steps, _positive(lo), _positive(hi), color=COLORS.get(opt), alpha=0.15, lw=0)
+        ax.plot(steps, _positive(mean), color=_color(opt), label=opt, lw=1.6)
+        ax.fill_between(steps, _positive(lo), _positive(hi), color=_color(opt), alpha=0.15, lw=0)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("effective learning rate (median over entries)")
@@ -226,7 +263,7 @@ def layer_norm_figure(task, records):
         return None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for k, variant in enumerate(task.variants):
-        runs = [r for r in _final_runs(records, task.name, variant) if r.optimizer == opts[0]]
+        runs = [r for r in _final_runs(records, task.name, variant) if r.arm == opts[0]]
         if not runs:
             continue
         r = sorted(runs, key=lambda r: r.seed)[0]

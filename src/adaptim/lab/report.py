@@ -18,13 +18,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from adaptim.lab import plots
-from adaptim.lab.claims import HOLDS, MIXED, NOT_HOLD, evaluate_claims
+from adaptim.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, evaluate_claims
+from adaptim.lab.stats import CONFIDENCE
 from adaptim.lab.summary import final_loss, steps_to_target, summarize
+from adaptim.lab.sweep import MAX_EXTENSIONS
 from adaptim.lab.tasks import TASKS
-from adaptim.lab.tasks.recurrent import ADDING_BASELINE
 from adaptim.lab.tasks.surfaces import SURFACES
 
-__all__ = ["write_report", "check_writable"]
+__all__ = ["check_writable", "write_report"]
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
@@ -54,7 +55,8 @@ def _run_dict(i, r) -> dict:
     target = TASKS[r.task].target[r.variant]
     hit = steps_to_target(curve, target)
     return dict(
-        run_id=i, task=r.task, variant=r.variant, optimizer=r.optimizer, hparams=r.hparams,
+        run_id=i, task=r.task, variant=r.variant, arm=r.arm, optimizer=r.optimizer,
+        hparams=r.hparams,
         seed=r.seed, steps=r.steps, sweep=r.sweep, final=r.final,
         wall_seconds=r.wall_seconds, diverged=r.output.diverged,
         final_loss=final_loss(curve), target_loss=target, steps_to_target=hit,
@@ -98,34 +100,36 @@ def _task_figures(result, name):
         return _make_task_figures(result.records, name)
 
 
+_FIGURES = {
+    "paths": ("Trajectories on the contour plots",
+              lambda task, records, finals: plots.trajectory_figure(task, records, SURFACES)),
+    "loss": (None, lambda task, records, finals: plots.loss_figure(task, records,
+                                                                   baseline=task.baseline)),
+    "efflr": ("Effective learning rate",
+              lambda task, records, finals: plots.effective_lr_figure(task, records,
+                                                                      task.variants[0])),
+    "layers": ("Per-layer gradient norms",
+               lambda task, records, finals: plots.layer_norm_figure(task, finals)),
+    "gradnorm": ("Gradient norm before clipping",
+                 lambda task, records, finals: plots.grad_norm_figure(task, finals)),
+    "sweep": ("Learning-rate sweep on the tuning seed",
+              lambda task, records, finals: plots.sweep_figure(task, records)),
+}
+
+
 def _make_task_figures(records, name):
+    """The figures the task declares (``Task.figures``), in its order."""
     task = TASKS[name]
     finals = [r for r in records if r.final]
-    has_final = any(r.task == name for r in finals)
+    if not any(r.task == name for r in finals):
+        return []
     figs = []
-    if name == "surfaces" and has_final:
-        figs.append((f"fig-{name}-paths", "Trajectories on the contour plots",
-                     plots.to_png(plots.trajectory_figure(task, records, SURFACES))))
-    if has_final:
-        figs.append((f"fig-{name}-loss", f"{task.loss_name} against the step",
-                     plots.to_png(plots.loss_figure(
-                         task, records,
-                         baseline=ADDING_BASELINE if name in ("adding", "exploding") else None))))
-    if name == "online" and has_final:
-        figs.append((f"fig-{name}-efflr", "Effective learning rate",
-                     plots.to_png(plots.effective_lr_figure(task, records, "drift"))))
-    if name == "deep":
-        fig = plots.layer_norm_figure(task, finals)
+    for kind in task.figures:
+        caption, draw = _FIGURES[kind]
+        fig = draw(task, records, finals)
         if fig is not None:
-            figs.append((f"fig-{name}-layers", "Per-layer gradient norms", plots.to_png(fig)))
-    if name == "exploding":
-        fig = plots.grad_norm_figure(task, finals)
-        if fig is not None:
-            figs.append((f"fig-{name}-gradnorm", "Gradient norm, clipped vs unclipped",
+            figs.append((f"fig-{name}-{kind}", caption or f"{task.loss_name} against the step",
                          plots.to_png(fig)))
-    fig = plots.sweep_figure(task, records)
-    if fig is not None:
-        figs.append((f"fig-{name}-sweep", "Learning-rate sweep", plots.to_png(fig)))
     return figs
 
 
@@ -147,7 +151,7 @@ padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:0.6em 0 1.2em;font-size:0.88em}
 th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top;text-align:left}
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.holds{background:#d8f0d8}.doesnothold{background:#f6d5d5}.mixed{background:#fbefc8}
+.holds{background:#d8f0d8}.doesnothold{background:#f6d5d5}.inconclusive{background:#fbefc8}
 .untested{background:#eee;color:#555}
 .banner{background:#fbefc8;border:1px solid #d9b84a;padding:0.6em 1em;margin:1em 0}
 figure{margin:0.8em 0 1.6em} figure img{max-width:100%;border:1px solid #ddd}
@@ -157,7 +161,53 @@ ul.ev{margin:0;padding-left:1.1em} .small{font-size:0.85em;color:#555}
 
 
 def _status_class(status):
-    return {HOLDS: "holds", NOT_HOLD: "doesnothold", MIXED: "mixed"}.get(status, "untested")
+    return {HOLDS: "holds", NOT_HOLD: "doesnothold", INCONCLUSIVE: "inconclusive"}.get(
+        status, "untested")
+
+
+def _effect_cell(v) -> str:
+    e = v.effect
+    if e is None:
+        return "–"
+    return f"{e.mean:+.3g} [{e.lo:+.3g}, {e.hi:+.3g}]"
+
+
+def _protocol(cfg) -> str:
+    """The "How this was measured" section."""
+    level = f"{CONFIDENCE:.0%}"
+    return (
+        "<h2 id='protocol'>How this was measured</h2><ul>"
+        f"<li><b>Tier:</b> {cfg.tier}. The default tier runs every task marked default; "
+        "<code>--extended</code> adds the costly ones (GRU, CNN and the typical-use tasks); "
+        "<code>--fast</code> is a smoke run (short runs, 2 seeds, no tuning) whose verdicts "
+        "are mostly inconclusive by design.</li>"
+        "<li><b>Arms.</b> An arm is one optimizer on one task variant with its settings "
+        "(clipping, L2, no bias correction, an untuned default rate). Every arm is tuned on "
+        "its own: clipped and unclipped, LSTM and RNN, Adam and Adam+L2 each get their own "
+        "learning rate.</li>"
+        "<li><b>Tuning seed ≠ evaluation seeds.</b> The sweep runs on a tuning seed that no "
+        "comparison uses; the chosen setting then runs on the evaluation seeds 0 … n − 1, and "
+        "seed k gives the same initialization and data to every arm of a task (paired).</li>"
+        "<li><b>Grids.</b> Half-decade learning-rate grids around a typical value per "
+        "optimizer (crossed with weight decay where swept). When the winner sits on an edge, "
+        f"the grid grows by one half-decade on that side, at most {MAX_EXTENSIONS} times per "
+        "side, until the winner has an evaluated neighbour on both sides (a diverged "
+        "neighbour counts); the overview table gives each arm's grid status.</li>"
+        "<li><b>Effect and interval.</b> Each claim is measured as a paired difference per "
+        f"seed, oriented so that positive favours the claim, with a {level} Student-t "
+        "interval over the pairs (pooled rows pool the pairs of several comparisons). A run "
+        "that diverged or never reached the target is not dropped: it takes the worst value "
+        "of the comparison (or the metric's failure value).</li>"
+        "<li><b>Verdicts.</b> <i>holds</i>: the interval excludes 0 in the claimed direction "
+        "and the mean effect is at least the row's stated minimum; <i>does not hold</i>: the "
+        "interval excludes 0 in the opposite direction, or lies inside ±minimum (no effect "
+        "that matters); for a claim of equivalence (\u201cno tuning needed\u201d) "
+        "<i>holds</i> needs the interval inside ±margin and <i>does not hold</i> an interval "
+        "clear of 0 with a mean beyond the margin; anything else is <i>inconclusive</i>, with "
+        "the number of seeds that would likely decide it. Compound sentences are split into "
+        "rows.</li>"
+        "<li><b>Scope.</b> Small problems on a CPU: read each verdict as \u201con these "
+        "tasks\u201d.</li></ul>")
 
 
 def _html(result, summaries, verdicts, figures, command) -> str:
@@ -169,26 +219,45 @@ def _html(result, summaries, verdicts, figures, command) -> str:
              f"<p class='small'>{e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
              f" · command: <code>{e(command)}</code> · {len(result.records)} of "
              f"{result.planned_runs} runs finished in {result.wall_seconds:.1f} s · device "
-             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · seeds {cfg.seeds}"
-             f"{' · fast (smoke) mode' if cfg.fast else ''}</p>"]
+             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · evaluation seeds {cfg.seeds or 'per task (5 or more)'}"
+             f" · tier: {e(getattr(cfg, 'tier', 'default'))}"
+             f"{' (smoke run)' if cfg.fast else ''}</p>"]
     if result.interrupted:
         parts.append(f"<div class='banner' id='interrupted'><b>Interrupted</b> (Ctrl-C): this "
                      f"report shows the {len(result.records)} runs that finished out of "
                      f"{result.planned_runs} planned.</div>")
-    parts.append("<h2 id='verdicts'>Verdicts on the claims</h2>"
-                 "<p class='small'>Computed from the runs below, never written by hand. "
-                 "Comparisons count a difference smaller than the two seed standard deviations "
-                 "together as a tie. “holds / does not hold / mixed” is about <i>this</i> suite "
-                 "on these small problems, not a general truth.</p>")
-    parts.append("<table><tr><th>claim</th><th>verdict</th><th>deciding numbers</th>"
-                 "<th>plot</th></tr>")
+    ran = [v for v in verdicts if v.status != NOT_RUN]
+    decisive = sum(v.status in (HOLDS, NOT_HOLD) for v in ran)
+    parts.append("<h2 id='verdicts'>Verdicts on the tutorials' claims</h2>"
+                 f"<p class='small'>Computed from the runs below, never written by hand: "
+                 f"{decisive} of the {len(ran)} rows this tier runs are decisive "
+                 f"({sum(v.status == HOLDS for v in ran)} hold, "
+                 f"{sum(v.status == NOT_HOLD for v in ran)} do not); "
+                 f"{len(verdicts) - len(ran)} rows need <code>--extended</code>. "
+                 "Effect: mean paired difference, positive favours the claim, with its "
+                 f"{CONFIDENCE:.0%} interval and the number of pairs n. See "
+                 "<a href='#protocol'>how this was measured</a>.</p>")
+    parts.append("<table><tr><th>claim (quoted) and what was tested</th><th>tutorial</th>"
+                 "<th>verdict</th><th>effect [interval]</th><th>n</th><th>minimum</th>"
+                 "<th>deciding numbers</th><th>plot</th></tr>")
     for v in verdicts:
-        link = f"<a href='{e(v.link)}'>see plot</a>" if v.link else "–"
+        d = v.to_dict()
+        link = f"<a href='{e(v.link)}'>plot</a>" if v.link else "–"
         ev = "".join(f"<li>{e(x)}</li>" for x in v.evidence)
-        parts.append(f"<tr><td>{e(v.claim)}<div class='small'>{e(v.source)}</div></td>"
-                     f"<td class='{_status_class(v.status)}'><b>{e(v.status)}</b></td>"
-                     f"<td><ul class='ev'>{ev}</ul></td><td>{link}</td></tr>")
+        why = e(v.reason) + (f"<br><i>would decide it:</i> {e(v.decide_hint)}"
+                             if v.decide_hint else "")
+        parts.append(
+            f"<tr id='claim-{e(d['id'])}'><td>“{e(d['quote'])}”"
+            f"<div class='small'>{e(d['english'])}</div><div>{e(d['statement'])}</div></td>"
+            f"<td>{e(d['tutorial'])}</td>"
+            f"<td class='{_status_class(v.status)}'><b>{e(v.status)}</b>"
+            f"<div class='small'>{why}</div></td>"
+            f"<td class='num'>{e(_effect_cell(v))}<div class='small'>{e(d['unit'])}</div></td>"
+            f"<td class='num'>{v.effect.n if v.effect else 0}</td>"
+            f"<td class='num'>{d['min_effect']:.3g}{' (±, equivalence)' if d['kind'] == 'equivalent' else ''}</td>"
+            f"<td><ul class='ev'>{ev}</ul></td><td>{link}</td></tr>")
     parts.append("</table>")
+    parts.append(_protocol(cfg))
 
     parts.append("<h2 id='overview'>Overview</h2><p class='small'>Per task and variant: each "
                  "optimizer's chosen learning rate, final loss (mean ± std over seeds), seeds "
@@ -203,18 +272,22 @@ def _html(result, summaries, verdicts, figures, command) -> str:
         rows = [s for s in summaries if s.task == name]
         if rows:
             metric = task.test_metric
-            parts.append("<table><tr><th>variant</th><th>optimizer</th><th>hyperparameters</th>"
+            parts.append("<table><tr><th>variant</th><th>arm</th><th>hyperparameters</th>"
+                         "<th>grid</th>"
                          f"<th>final {e(task.loss_name)}</th>"
                          + (f"<th>{e(metric)}</th>" if metric else "")
                          + "<th>target</th><th>reached</th><th>steps to target</th>"
                          "<th>seconds to target</th><th>state B/param</th><th>diverged</th></tr>")
             for s in rows:
-                hp = ", ".join(f"{k}={v:.3g}" for k, v in s.hparams.items())
-                swept = sorted({h["lr"] for h, _ in s.sweep})
-                if len(swept) > 1 and s.hparams["lr"] in (swept[0], swept[-1]):
-                    hp += " (edge of the swept grid)"
+                hp = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in s.hparams.items())
+                grid = s.grid.get("status", "single point")
+                if s.grid.get("extensions"):
+                    grid += " · extended " + ", ".join(f"{k} ×{n}" for k, n
+                                                       in s.grid["extensions"].items())
                 parts.append(
-                    f"<tr><td>{e(s.variant)}</td><td>{e(s.optimizer)}</td><td>{e(hp)}</td>"
+                    f"<tr><td>{e(s.variant)}</td><td>{e(s.arm)}</td><td>{e(hp)}</td>"
+                    f"<td class='small'>{e(grid)} ({len(s.sweep)} points)</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
                     + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>" if metric else "")
                     + f"<td class='num'>{_fmt(s.target)}</td>"
@@ -242,8 +315,9 @@ def write_report(result, out_dir, *, command: str = "adaptim compare") -> dict:
     """Write every output file for ``result`` into ``out_dir``; returns the paths written.
     Works on a partial (interrupted) result: it reports what finished."""
     out = check_writable(out_dir)
-    summaries = summarize(result.records, TASKS)
-    verdicts = evaluate_claims(summaries, result.records)
+    summaries = summarize(result.records, TASKS, getattr(result, "grids", None))
+    verdicts = evaluate_claims(summaries, result.records,
+                               extended=getattr(result.config, "extended", False))
     figures = _figures(result, jobs=getattr(result.config, "jobs", 1))
 
     plot_dir = out / "plots"
@@ -259,15 +333,18 @@ def write_report(result, out_dir, *, command: str = "adaptim compare") -> dict:
         adaptim_version=adaptim.__version__, command=command, config=result.config.to_dict(),
         interrupted=result.interrupted, planned_runs=result.planned_runs,
         finished_runs=len(result.records), wall_seconds=result.wall_seconds,
+        grids=[dict(task=k[0], variant=k[1], arm=k[2], **v)
+               for k, v in getattr(result, "grids", {}).items()],
         verdicts=[v.to_dict() for v in verdicts],
         summaries=[s.to_dict() for s in summaries], runs=runs,
         notes=dict(nan="non-finite numbers are written as null",
                    final_loss="mean of the last 10% of the loss curve",
-                   steps_to_target="first step at which the EMA(0.9)-smoothed loss <= target"),
+                   steps_to_target="first step at which the EMA(0.9)-smoothed loss <= target",
+                   seeds="sweep runs use the tuning seed; evaluation runs seeds 0..n-1"),
     )
     (out / "metrics.json").write_text(json.dumps(_clean(metrics), indent=1))
 
-    columns = ["run_id", "task", "variant", "optimizer", "lr", "weight_decay", "seed", "steps",
+    columns = ["run_id", "task", "variant", "arm", "optimizer", "lr", "weight_decay", "seed", "steps",
                "sweep", "final", "diverged", "final_loss", "target_loss", "steps_to_target",
                "seconds_to_target", "state_bytes_per_param", "test_accuracy", "test_loss",
                "wall_seconds"]

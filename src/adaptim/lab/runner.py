@@ -1,5 +1,7 @@
-"""Plans and runs the suite: for every task and optimizer, a learning-rate sweep on the first
-seed, then the chosen setting on every seed. Ctrl-C stops cleanly and keeps what finished."""
+"""Plans and runs the suite. Every arm (an optimizer on a task variant, with its settings) is
+tuned on its own on a tuning seed that is never an evaluation seed: its grid is swept, extended
+while the winner sits on an edge (:func:`adaptim.lab.sweep.extension`), and the winner then
+runs on every evaluation seed. Ctrl-C stops cleanly and keeps what finished."""
 
 from __future__ import annotations
 
@@ -13,43 +15,78 @@ from dataclasses import dataclass, field
 import torch
 
 from adaptim.lab.summary import selection_score
-from adaptim.lab.sweep import FAST_GRID_EXPONENTS, GRID_EXPONENTS, hparam_grid
-from adaptim.lab.tasks import TASKS, RunOutput, Task  # noqa: F401
+from adaptim.lab.sweep import (
+    FAST_GRID_EXPONENTS,
+    GRID_EXPONENTS,
+    STEP,
+    extension,
+    grid_status,
+    hparam_grid,
+)
+from adaptim.lab.tasks import TASKS, Arm, RunOutput, Task
 from adaptim.registry import create, list_optimizers
 
-__all__ = ["SuiteConfig", "RunRecord", "SuiteResult", "plan_runs", "run_suite"]
+__all__ = [
+    "DEFAULT_SEEDS",
+    "TUNE_SEED",
+    "RunRecord",
+    "SuiteConfig",
+    "SuiteResult",
+    "plan_runs",
+    "run_suite",
+]
+
+TUNE_SEED = 1000     # the tuning seed; evaluation seeds are 0, 1, ..., n − 1
+DEFAULT_SEEDS = 5    # evaluation seeds per arm (a task may ask for more)
 
 
 @dataclass
 class SuiteConfig:
-    """What ``adaptim compare`` runs. ``steps=None``: each task's own default (or its fast
-    default with ``fast``); ``lr=None``: per-optimizer sweep."""
+    """What ``adaptim compare`` runs. ``tasks=None``: every task of the tier (``extended``
+    adds the costly ones); ``seeds=None``: :data:`DEFAULT_SEEDS` or the task's own minimum
+    (2 with ``fast``); ``steps=None``: each task's own; ``lr=None``: per-arm tuning."""
 
-    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    tasks: list[str] | None = None
     optimizers: list[str] = field(default_factory=list_optimizers)
-    seeds: int = 3
+    seeds: int | None = None
     steps: int | None = None
     lr: float | None = None
     fast: bool = False
+    extended: bool = False
     device: str = "cpu"
     threads: int = 1
     jobs: int = 1
 
-    def steps_for(self, task: Task) -> int:
+    def __post_init__(self):
+        if self.tasks is None:
+            self.tasks = [n for n, t in TASKS.items()
+                          if t.tier == "default" or self.extended]
+
+    @property
+    def tier(self) -> str:
+        return "fast" if self.fast else "extended" if self.extended else "default"
+
+    def steps_for(self, task: Task, variant: str | None = None) -> int:
         if self.steps is not None:
             return self.steps
-        return task.fast_steps if self.fast else task.steps
+        return task.steps_for(variant or task.variants[0], self.fast)
+
+    def seeds_for(self, task: Task) -> int:
+        n = self.seeds if self.seeds is not None else \
+            2 if self.fast else max(DEFAULT_SEEDS, task.eval_seeds)
+        return min(n, task.max_seeds) if task.max_seeds else n
 
     def to_dict(self) -> dict:
         return dict(tasks=self.tasks, optimizers=self.optimizers, seeds=self.seeds,
-                    steps=self.steps, lr=self.lr, fast=self.fast, device=self.device,
-                    threads=self.threads, jobs=self.jobs)
+                    steps=self.steps, lr=self.lr, fast=self.fast, extended=self.extended,
+                    tier=self.tier, device=self.device, threads=self.threads, jobs=self.jobs,
+                    tune_seed=TUNE_SEED)
 
 
 @dataclass
 class RunRecord:
-    """One finished training run. ``sweep``: part of the learning-rate sweep; ``final``: counts
-    towards the reported results (the chosen setting, every seed)."""
+    """One finished training run. ``sweep``: a tuning run (tuning seed); ``final``: an
+    evaluation run of the arm's chosen setting."""
 
     task: str
     variant: str
@@ -61,6 +98,10 @@ class RunRecord:
     final: bool
     output: RunOutput
     wall_seconds: float
+    arm: str = ""
+
+    def __post_init__(self):
+        self.arm = self.arm or self.optimizer
 
 
 @dataclass
@@ -70,42 +111,59 @@ class SuiteResult:
     planned_runs: int
     interrupted: bool = False
     wall_seconds: float = 0.0
+    grids: dict = field(default_factory=dict)   # (task, variant, arm) -> sweep status
 
 
 @dataclass
 class _Group:
-    """One (task, optimizer): the sweep grid and which variants it is swept on."""
+    """One arm of one task: its starting grid and its evaluation seeds."""
 
     task: Task
-    optimizer: str
+    arm: Arm
     grid: list[dict]
-    sweep_variants: tuple[str, ...]
+    seeds: list[int]
+    steps: int
 
-    def n_runs(self, n_seeds: int) -> int:
-        variants = self.task.variants
-        if len(self.grid) == 1:
-            return len(variants) * n_seeds
-        # the best sweep run is reused as the first seed's final run
-        return len(self.sweep_variants) * (len(self.grid) + n_seeds - 1) + \
-            (len(variants) - len(self.sweep_variants)) * n_seeds
+    @property
+    def optimizer(self) -> str:
+        return self.arm.optimizer
+
+    def n_runs(self, n_seeds: int | None = None) -> int:
+        """Runs before any grid extension."""
+        n = len(self.seeds) if n_seeds is None else n_seeds
+        return n + (len(self.grid) if len(self.grid) > 1 else 0)
+
+    def follow(self, hparams: dict) -> dict:
+        """This arm's setting when it follows another arm's tuned ``hparams``."""
+        return {**hparams, **self.arm.fixed,
+                "lr": float(f"{hparams['lr'] * STEP ** self.arm.lr_shift:.3g}")}
+
+
+def _arm_grid(config: SuiteConfig, task: Task, arm: Arm) -> list[dict]:
+    if arm.lr_of:
+        return []  # set when the arm it follows has been tuned
+    if not arm.tune:  # --lr overrides an untuned arm's rate too
+        return [dict(arm.fixed)] if config.lr is None else [{**arm.fixed, "lr": config.lr}]
+    exponents = (FAST_GRID_EXPONENTS if config.fast else
+                 arm.exponents or task.grid_exponents or GRID_EXPONENTS)
+    extra = arm.extra_grid or task.extra_grid.get(arm.optimizer)
+    grid = hparam_grid(arm.optimizer, lr=config.lr, lr_scale=task.lr_scale.get(arm.optimizer, 1.0),
+                       exponents=exponents, extra=extra, centre=arm.centre)
+    if config.fast:  # the smoke run keeps one setting
+        grid = grid[:1]
+    return [{**arm.fixed, **h} for h in grid]
 
 
 def plan_runs(config: SuiteConfig) -> list[_Group]:
     groups = []
-    exponents = FAST_GRID_EXPONENTS if config.fast else GRID_EXPONENTS
     for name in config.tasks:
         task = TASKS[name]
-        allowed = task.optimizers or list_optimizers()
-        for opt in config.optimizers:
-            if opt not in allowed:
+        seeds = list(range(config.seeds_for(task)))
+        for arm in task.all_arms():
+            if arm.optimizer not in config.optimizers:
                 continue
-            grid = hparam_grid(opt, lr=config.lr, lr_scale=task.lr_scale.get(opt, 1.0),
-                               exponents=exponents if config.fast or task.grid_exponents is None
-                               else task.grid_exponents, extra=task.extra_grid.get(opt))
-            if config.fast:  # the smoke run keeps one extra setting at most
-                grid = grid[:1]
-            sweep_variants = task.variants[:1] if task.sweep_on_first_variant else task.variants
-            groups.append(_Group(task, opt, grid, sweep_variants))
+            groups.append(_Group(task, arm, _arm_grid(config, task, arm), seeds,
+                                 config.steps_for(task, arm.variant)))
     return groups
 
 
@@ -118,6 +176,7 @@ class _Request:
     task: str
     variant: str
     optimizer: str
+    arm: str
     hparams: tuple
     seed: int
     steps: int
@@ -138,50 +197,69 @@ def _execute(request: _Request, device: str) -> RunRecord:
                       torch.device(device))
     return RunRecord(task.name, request.variant, request.optimizer, hparams, request.seed,
                      request.steps, request.sweep, request.final, output,
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, request.arm)
 
 
 class _GroupState:
-    """The sweep-then-seeds plan of one (task, optimizer): which runs can start now, and which
-    become possible when a run finishes (the seeds wait for the sweep's winner)."""
+    """The tune-then-evaluate plan of one arm: which runs can start now, and which become
+    possible when a run finishes (grid extensions, then the evaluation seeds)."""
 
-    def __init__(self, index: int, group: _Group, seeds: list[int], steps: int):
-        self.index, self.group, self.seeds, self.steps = index, group, seeds, steps
-        self.trials: dict[str, list[RunRecord]] = {v: [] for v in group.sweep_variants}
+    def __init__(self, index: int, group: _Group):
+        self.index, self.group = index, group
+        self.trials: list[tuple[dict, float]] = []
+        self.added: dict = {}
+        self.pending = 0
+        self.status = "single point"
+        self.planned = group.n_runs()
+        self.followers: list[_GroupState] = []
+        self.chosen: dict | None = None
 
-    def _request(self, variant, hp, seed, sweep, final, order):
-        return _Request(self.index, self.group.task.name, variant, self.group.optimizer,
-                        tuple(hp.items()), seed, self.steps, sweep, final, order)
+    def _request(self, hp, seed, sweep, order):
+        g = self.group
+        return _Request(self.index, g.task.name, g.arm.variant, g.arm.optimizer, g.arm.label,
+                        tuple(hp.items()), seed, g.steps, sweep, not sweep, order)
 
-    def _seed_runs(self, variant, hp, seeds):
-        v = self.group.task.variants.index(variant)
-        return [self._request(variant, hp, seed, False, True, (1, v, seed)) for seed in seeds]
+    def _evaluate(self, hp):
+        return [self._request(hp, seed, False, (1, seed)) for seed in self.group.seeds]
+
+    def _tune(self, points):
+        start = len(self.trials) + self.pending
+        self.pending += len(points)
+        return [self._request(hp, TUNE_SEED, True, (0, start + k)) for k, hp in enumerate(points)]
+
+    def _chosen(self, hp) -> list[_Request]:
+        self.chosen = hp
+        follow = self._evaluate(hp)
+        for other in self.followers:
+            other.chosen = other.group.follow(hp)
+            follow += other._evaluate(other.chosen)
+        return follow
 
     def initial(self) -> list[_Request]:
-        g = self.group
-        if len(g.grid) == 1:
-            return [r for variant in g.task.variants
-                    for r in self._seed_runs(variant, g.grid[0], self.seeds)]
-        return [self._request(variant, hp, self.seeds[0], True, False,
-                              (0, g.task.variants.index(variant), k))
-                for variant in g.sweep_variants for k, hp in enumerate(g.grid)]
+        if self.group.arm.lr_of:
+            return []
+        if len(self.group.grid) == 1:
+            return self._chosen(self.group.grid[0])
+        return self._tune(self.group.grid)
 
     def done(self, record: RunRecord) -> list[_Request]:
         if not record.sweep:
             return []
-        trials = self.trials[record.variant]
-        trials.append(record)
-        if len(trials) < len(self.group.grid):
+        self.trials.append((record.hparams, selection_score(record.output)))
+        self.pending -= 1
+        if self.pending:
             return []
-        # Ties go to the earlier grid point, whatever order the runs finished in.
-        best = min(trials, key=lambda r: (selection_score(r.output),
-                                          self.group.grid.index(r.hparams)))
-        best.final = True  # the winner doubles as the first seed's run
-        follow = self._seed_runs(record.variant, best.hparams, self.seeds[1:])
-        if self.group.task.sweep_on_first_variant:
-            for variant in self.group.task.variants[1:]:
-                follow += self._seed_runs(variant, best.hparams, self.seeds)
-        return follow
+        # Trials in grid order, so ties go to the earlier point whatever finished first.
+        order = {tuple(h.items()): k for k, h in enumerate(self.group.grid)}
+        self.trials.sort(key=lambda t: order.get(tuple(t[0].items()), len(order)))
+        more = extension(self.trials, added=self.added)
+        if more:
+            self.group.grid.extend(more)
+            self.planned += len(more)
+            return self._tune(more)
+        self.status = grid_status(self.trials, added=self.added)
+        best = min(self.trials, key=lambda t: t[1])[0]
+        return self._chosen(best)
 
 
 def _worker_init(threads: int) -> None:
@@ -194,31 +272,37 @@ def run_suite(config: SuiteConfig,
               on_run_done: Callable[[RunRecord, int, int], None] | None = None,
               on_run_start: Callable[[str], None] | None = None) -> SuiteResult:
     """Run everything ``config`` asks for, serially (``jobs=1``) or on ``jobs`` worker
-    processes with ``threads`` torch threads each; every run seeds itself, so the numbers do not
-    depend on ``jobs``. ``on_run_done(record, done, planned)`` is called after each run
-    (progress bars, logs). A KeyboardInterrupt stops the suite and returns what finished with
-    ``interrupted=True``; records come back in plan order."""
+    processes with ``threads`` torch threads each; every run seeds itself and every decision
+    waits for all the runs it reads, so the numbers do not depend on ``jobs``.
+    ``on_run_done(record, done, planned)`` is called after each run (progress bars, logs); the
+    planned count grows when a grid is extended. A KeyboardInterrupt stops the suite and returns
+    what finished with ``interrupted=True``; records come back in plan order."""
     torch.set_num_threads(config.threads)
-    seeds = list(range(config.seeds))
-    states = [_GroupState(i, g, seeds, config.steps_for(g.task))
-              for i, g in enumerate(plan_runs(config))]
-    planned = sum(s.group.n_runs(len(seeds)) for s in states)
-    result = SuiteResult(config, [], planned)
+    states = [_GroupState(i, g) for i, g in enumerate(plan_runs(config))]
+    by_arm = {(s.group.task.name, s.group.arm.label): s for s in states}
+    for s in states:
+        if s.group.arm.lr_of:
+            leader = by_arm.get((s.group.task.name, s.group.arm.lr_of))
+            if leader is None:
+                s.planned = 0  # its leader is not in this run (filtered by --optimizers)
+            else:
+                leader.followers.append(s)
+    result = SuiteResult(config, [], sum(s.planned for s in states))
     start = time.perf_counter()
     orders: dict[int, tuple] = {}
 
     def finished(request: _Request, record: RunRecord) -> list[_Request]:
-        record.final = record.final or request.final
         orders[id(record)] = (request.group, *request.order)
         result.records.append(record)
         follow = states[request.group].done(record)
+        result.planned_runs = sum(s.planned for s in states)
         if on_run_done is not None:
-            on_run_done(record, len(result.records), planned)
+            on_run_done(record, len(result.records), result.planned_runs)
         return follow
 
     def label(request: _Request) -> str:
-        return (f"{request.task} · {request.variant} · {request.optimizer} · "
-                f"lr={dict(request.hparams)['lr']:.3g} · seed {request.seed}")
+        return (f"{request.task} · {request.variant} · {request.arm} · "
+                f"lr={dict(request.hparams).get('lr', float('nan')):.3g} · seed {request.seed}")
 
     try:
         if config.jobs <= 1:
@@ -235,10 +319,20 @@ def run_suite(config: SuiteConfig,
         result.interrupted = True
     result.records.sort(key=lambda r: orders[id(r)])
     result.wall_seconds = time.perf_counter() - start
+    for s in states:
+        g = s.group
+        result.grids[(g.task.name, g.arm.variant, g.arm.label)] = dict(
+            status=s.status if s.trials else "single point",
+            extensions={f"{axis}{'+' if side > 0 else '-'}": n for (axis, side), n in s.added.items()},
+            points=len(s.trials))
     return result
 
 
 def _run_parallel(config, states, finished, on_run_start, label) -> None:
+    # torch.optim's first optimizer imports torch._dynamo (seconds); importing it here, before
+    # the fork, lets every worker inherit it instead of importing it again.
+    import torch._dynamo  # noqa: F401
+
     context = (multiprocessing.get_context("fork")
                if "fork" in multiprocessing.get_all_start_methods() else None)
     pool = ProcessPoolExecutor(max_workers=config.jobs, mp_context=context,

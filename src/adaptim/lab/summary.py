@@ -7,8 +7,15 @@ import math
 import statistics
 from dataclasses import dataclass, field
 
-__all__ = ["final_loss", "smoothed", "steps_to_target", "selection_score", "GroupSummary",
-           "summarize", "SMOOTHING"]
+__all__ = [
+    "SMOOTHING",
+    "GroupSummary",
+    "final_loss",
+    "selection_score",
+    "smoothed",
+    "steps_to_target",
+    "summarize",
+]
 
 SMOOTHING = 0.9  # EMA factor for noisy mini-batch losses before the target test
 
@@ -62,7 +69,9 @@ def _stats(values: list[float]) -> dict:
 
 @dataclass
 class GroupSummary:
-    """The reported numbers of one (task, variant, optimizer) over its seeds."""
+    """The reported numbers of one arm (task, variant, arm) over its evaluation seeds.
+    ``values`` keeps every per-seed number (``final_loss``, ``steps_to_target`` and every
+    scalar) in seed order, for the paired comparisons."""
 
     task: str
     variant: str
@@ -78,6 +87,14 @@ class GroupSummary:
     n_params: int = 0
     scalars: dict = field(default_factory=dict)      # name -> stats over seeds
     sweep: list[tuple[dict, float]] = field(default_factory=list)  # (hparams, score)
+    arm: str = ""
+    steps: int = 0
+    values: dict = field(default_factory=dict)       # name -> per-seed values
+    sweep_reached: list[bool] = field(default_factory=list)  # per sweep point: target reached
+    grid: dict = field(default_factory=dict)          # where the sweep stopped
+
+    def __post_init__(self):
+        self.arm = self.arm or self.optimizer
 
     @property
     def reached(self) -> int:
@@ -95,33 +112,33 @@ class GroupSummary:
         return statistics.fmean(hits) if hits else math.nan
 
     def to_dict(self) -> dict:
-        return dict(task=self.task, variant=self.variant, optimizer=self.optimizer,
+        return dict(task=self.task, variant=self.variant, arm=self.arm, optimizer=self.optimizer,
                     hparams=self.hparams, seeds=self.seeds, final_loss=self.final_loss,
                     target_loss=self.target, steps_to_target=self.steps_to_target,
                     seconds_to_target=self.seconds_to_target, reached_target=self.reached,
                     mean_steps_to_target=self.mean_steps_to_target,
                     mean_seconds_to_target=self.mean_seconds_to_target,
                     state_bytes_per_param=self.state_bytes_per_param, n_params=self.n_params,
-                    diverged=self.diverged,
-                    scalars=self.scalars,
-                    sweep=[dict(hparams=h, score=s) for h, s in self.sweep])
+                    diverged=self.diverged, steps=self.steps,
+                    scalars=self.scalars, values=self.values, grid=self.grid,
+                    sweep=[dict(hparams=h, score=s, reached=r) for (h, s), r
+                           in zip(self.sweep, self.sweep_reached or [None] * len(self.sweep))])
 
 
-def summarize(records, tasks) -> list[GroupSummary]:
-    """One summary per (task, variant, optimizer) that has at least one final run, in run order."""
+def summarize(records, tasks, grids: dict | None = None) -> list[GroupSummary]:
+    """One summary per arm (task, variant, arm) that has at least one evaluation run, in run
+    order. ``grids``: where each arm's sweep stopped (from the runner)."""
     keys: list[tuple[str, str, str]] = []
     for r in records:
-        key = (r.task, r.variant, r.optimizer)
+        key = (r.task, r.variant, r.arm)
         if r.final and key not in keys:
             keys.append(key)
     summaries = []
     for key in keys:
         task = tasks[key[0]]
-        finals = [r for r in records if (r.task, r.variant, r.optimizer) == key and r.final]
-        # sweep runs of this optimizer on this variant (or on the variant the task sweeps on)
-        sweep_variant = task.variants[0] if task.sweep_on_first_variant else key[1]
-        sweeps = [r for r in records if r.sweep and (r.task, r.variant, r.optimizer)
-                  == (key[0], sweep_variant, key[2])]
+        finals = sorted((r for r in records if (r.task, r.variant, r.arm) == key and r.final),
+                        key=lambda r: r.seed)
+        sweeps = [r for r in records if r.sweep and (r.task, r.variant, r.arm) == key]
         target = task.target[key[1]]
         steps_hit, secs_hit = [], []
         for r in finals:
@@ -129,16 +146,25 @@ def summarize(records, tasks) -> list[GroupSummary]:
             steps_hit.append(hit)
             secs_hit.append(r.output.seconds[hit - 1] if hit else None)
         scalar_names = sorted({k for r in finals for k in r.output.scalars})
+        losses = [final_loss(r.output.curves["loss"]) for r in finals]
+        values = {"final_loss": losses, "steps_to_target": steps_hit,
+                  "diverged": [float(r.output.diverged) for r in finals]}
+        for k in scalar_names:
+            values[k] = [r.output.scalars.get(k, math.nan) for r in finals]
         summaries.append(GroupSummary(
-            task=key[0], variant=key[1], optimizer=key[2], hparams=finals[0].hparams,
-            seeds=[r.seed for r in finals],
-            final_loss=_stats([final_loss(r.output.curves["loss"]) for r in finals]),
+            task=key[0], variant=key[1], optimizer=finals[0].optimizer, arm=key[2],
+            hparams=finals[0].hparams, seeds=[r.seed for r in finals],
+            final_loss=_stats(losses),
             steps_to_target=steps_hit, seconds_to_target=secs_hit, target=target,
             state_bytes_per_param=finals[0].output.state_bytes / max(finals[0].output.n_params, 1),
             diverged=sum(r.output.diverged for r in finals),
-            n_params=finals[0].output.n_params,
-            scalars={k: _stats([r.output.scalars.get(k, math.nan) for r in finals])
-                     for k in scalar_names},
+            n_params=finals[0].output.n_params, steps=finals[0].steps,
+            scalars={k: _stats(v) for k, v in values.items()
+                     if k not in ("final_loss", "steps_to_target", "diverged")},
             sweep=[(r.hparams, selection_score(r.output)) for r in sweeps],
+            sweep_reached=[steps_to_target(r.output.curves["loss"], target) is not None
+                           for r in sweeps],
+            values=values,
+            grid=(grids or {}).get(key, {}),
         ))
     return summaries

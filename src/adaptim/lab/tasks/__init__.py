@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
-from adaptim.lab.tasks._base import RunOutput, Task
+from adaptim.lab.tasks._base import Arm, RunOutput, Task
 from adaptim.lab.tasks.deep import deep_task
 from adaptim.lab.tasks.digits import digits_cnn_task, digits_mlp_task, weight_decay_task
+from adaptim.lab.tasks.dqn import dqn_task
+from adaptim.lab.tasks.gan import gan_task
 from adaptim.lab.tasks.online import online_task
-from adaptim.lab.tasks.recurrent import adding_task, exploding_task
+from adaptim.lab.tasks.quadratic import quadratic_task
+from adaptim.lab.tasks.recurrent import adding_gru_task, adding_task, exploding_task
+from adaptim.lab.tasks.sparse import sparse_task
+from adaptim.lab.tasks.speech import speech_task
 from adaptim.lab.tasks.surfaces import surfaces_task
+from adaptim.lab.tasks.transformer import transformer_task
 
-__all__ = ["TASKS", "Task", "RunOutput", "get_task", "list_tasks"]
+__all__ = ["TASKS", "Arm", "RunOutput", "Task", "get_task", "list_tasks"]
+
+
+
+def _typical_use(task: Task, variant: str, optimizers: tuple[str, ...]) -> Task:
+    """A typical-use task in the extended tier, with the arms its claims compare."""
+    return dataclasses.replace(task, tier="extended",
+                               arms=tuple(Arm(o, variant) for o in optimizers))
+
 
 TASKS: dict[str, Task] = {t.name: t for t in [
-    surfaces_task, digits_mlp_task, digits_cnn_task, adding_task, online_task, deep_task,
-    exploding_task, weight_decay_task,
+    surfaces_task, quadratic_task, online_task, sparse_task, digits_mlp_task, deep_task,
+    adding_task, exploding_task, weight_decay_task,
+    # extended tier
+    digits_cnn_task, adding_gru_task,
+    _typical_use(transformer_task, "copy", ("sgd", "adam")),
+    _typical_use(gan_task, "default", ("sgd", "adam")),
+    _typical_use(dqn_task, "cartpole", ("sgd", "rmsprop", "adam")),
+    _typical_use(speech_task, "gru", ("sgd", "rmsprop")),
 ]}
 
 

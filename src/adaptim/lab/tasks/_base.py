@@ -13,7 +13,7 @@ from torch import Tensor
 from adaptim.clip import clip_grad_norm_, total_grad_norm
 from adaptim.lab.probes import effective_lr, state_bytes
 
-__all__ = ["Task", "RunOutput", "train", "seeded_generator"]
+__all__ = ["Arm", "RunOutput", "Task", "seeded_generator", "train"]
 
 
 @dataclass
@@ -36,22 +36,53 @@ class RunOutput:
 
 
 @dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: an optimizer on one variant of a task, tuned on its own.
+
+    - ``name``: how reports and claims refer to it (default: the optimizer's name);
+    - ``fixed``: hyperparameters that are not swept (``bias_correction=False``, a default lr);
+    - ``tune``: False runs ``fixed`` as given (its ``lr`` or the optimizer's default);
+    - ``centre``: centre of the learning-rate grid (default: the optimizer's typical rate times
+      the task's ``lr_scale``); ``exponents``: the grid's half-decades around it;
+    - ``extra_grid``: further swept hyperparameters (weight decay), crossed with the rates;
+    - ``lr_of``/``lr_shift``: not tuned; runs at the tuned setting of the arm named ``lr_of``
+      (same task) with its learning rate moved by ``lr_shift`` half-decades.
+    """
+
+    optimizer: str
+    variant: str
+    name: str = ""
+    fixed: dict = field(default_factory=dict)
+    tune: bool = True
+    centre: float | None = None
+    exponents: tuple[int, ...] | None = None
+    extra_grid: dict = field(default_factory=dict)
+    lr_of: str = ""
+    lr_shift: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.name or self.optimizer
+
+
+@dataclass(frozen=True)
 class Task:
     """One experiment of the suite.
 
     - ``variants``: the things compared besides the optimizer (surfaces, cells, activations,
-      clipping on/off); every optimizer runs on every variant.
-    - ``optimizers``: the registry names this task runs (``None``: all of them).
+      clipping on/off).
+    - ``arms``: the (variant, optimizer, settings) combinations this task runs, each tuned on
+      its own; ``None``: every variant with every optimizer in ``optimizers`` (``None``: all).
     - ``lr_scale``: multiplies every optimizer's centre learning rate (see :mod:`adaptim.lab.sweep`)
       for tasks whose gradients are much larger or smaller than a small network's.
-    - ``sweep_on_first_variant``: sweep only on ``variants[0]`` and reuse the chosen
-      hyperparameters for the others (the exploding-RNN task sweeps with clipping on, so that
-      clipping off is shown at the learning rate that works with clipping).
     - ``target``: the loss a run must reach for the time-to-target numbers (AlgoPerf style),
-      per variant.
-    - ``extra_grid``: further hyperparameters swept with the learning rate (weight decay).
-    - ``grid_exponents``: this task's learning-rate grid (half-decades around the centre), where
-      the default three-point grid would cost too much.
+      per variant; ``steps``/``fast_steps``: an int or a per-variant dict.
+    - ``grid_exponents``: the default learning-rate grid of this task's arms.
+    - ``tier``: ``default`` (in every run) or ``extended`` (only with ``--extended``).
+    - ``eval_seeds``: the least number of evaluation seeds this task's claims need;
+      ``max_seeds``: the most a task that decides no claim (an illustration) runs.
+    - ``figures``: which figures the report draws for it (``loss``, ``sweep``, ``paths``,
+      ``efflr``, ``layers``, ``gradnorm``); ``baseline``: a reference loss line in the plots.
     """
 
     name: str
@@ -59,18 +90,35 @@ class Task:
     description: str
     variants: tuple[str, ...]
     run: Callable[..., RunOutput]
-    steps: int
-    fast_steps: int
+    steps: int | dict
+    fast_steps: int | dict
     target: dict[str, float]
     optimizers: tuple[str, ...] | None = None
+    arms: tuple[Arm, ...] | None = None
     lr_scale: dict[str, float] = field(default_factory=dict)
-    sweep_on_first_variant: bool = False
     extra_grid: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
     grid_exponents: tuple[int, ...] | None = None  # None: adaptim.lab.sweep.GRID_EXPONENTS
     loss_name: str = "training loss"
     test_metric: str | None = None  # name of the scalar that measures generalization
     log_loss: bool = True
     stochastic: bool = True  # mini-batches / noise: plots show the EMA-smoothed loss
+    tier: str = "default"
+    eval_seeds: int = 0
+    max_seeds: int = 0
+    figures: tuple[str, ...] = ("loss", "sweep")
+    baseline: float | None = None
+
+    def all_arms(self) -> list[Arm]:
+        if self.arms is not None:
+            return list(self.arms)
+        from adaptim.registry import list_optimizers
+
+        opts = self.optimizers or tuple(list_optimizers())
+        return [Arm(opt, v) for v in self.variants for opt in opts]
+
+    def steps_for(self, variant: str, fast: bool = False) -> int:
+        steps = self.fast_steps if fast else self.steps
+        return steps[variant] if isinstance(steps, dict) else steps
 
 
 def seeded_generator(seed: int, device: torch.device | str = "cpu", salt: int = 0) -> torch.Generator:
@@ -86,6 +134,7 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
           probe_every: int = 0,
           probes: dict[str, Callable[[], float]] | None = None,
           after_backward: Callable[[int], None] | None = None,
+          after_step: Callable[[int], None] | None = None,
           record_grad_norm: bool = False) -> RunOutput:
     """The loop every task uses: ``loss = compute_loss(step)``, backward, optional clipping
     (``adaptim.clip_grad_norm_``, identical to torch.nn.utils'), ``optimizer.step()``.
@@ -94,6 +143,8 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
     non-finite (``diverged``; the rest of the curve is NaN). ``probes`` are read every
     ``probe_every`` steps after the update (e.g. the effective learning rate); the learning
     rate probe ``effective_lr`` is added automatically when ``probe_every`` > 0.
+    ``after_backward(step)`` sees the gradients, ``after_step(step)`` runs after the update
+    (a learning-rate schedule, update-size probes).
     """
     out = RunOutput(n_params=sum(p.numel() for p in params))
     losses: list[float] = []
@@ -126,6 +177,8 @@ def train(params: list[Tensor], optimizer: torch.optim.Optimizer,
         if norm is not None:
             grad_norms.append(float(norm))
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         losses.append(value)
         out.seconds.append(time.perf_counter() - start)
         if probe_every and (step % probe_every == 0 or step == steps - 1):

@@ -1,4 +1,5 @@
-"""Online learning with a drifting target: the best weights move while the model learns."""
+"""Online learning on a stream whose target switches midway: how fast each optimizer
+recovers, and what its effective learning rate does over the stream."""
 
 from __future__ import annotations
 
@@ -7,60 +8,74 @@ import math
 import torch
 from torch import nn
 
-from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator, train
+from adaptim.lab.stats import decay_ratio
+from adaptim.lab.summary import smoothed
+from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
-__all__ = ["online_task"]
+__all__ = ["RECOVERED", "WARMUP", "online_task"]
 
 DIM = 10
 BATCH = 8
 NOISE = 0.1
-PERIOD = 300   # steps for the true weight vector to turn a full circle
+WARMUP = 20      # probes before this step are left out of the decay ratio
+RECOVERED = 0.05  # "recovered": smoothed prequential MSE back below this (5 × the noise floor)
 
 
 def _run(variant, make_optimizer, seed, steps, device) -> RunOutput:
     torch.manual_seed(seed)
     gen = seeded_generator(seed, salt=4)
-    # The target weights rotate in the plane of two random orthonormal directions:
-    # w*(t) = 2 (u cos ωt + v sin ωt); the loss never stays solved.
-    basis, _ = torch.linalg.qr(torch.randn(DIM, 2, generator=gen))
-    u, v = basis[:, 0] * 2.0, basis[:, 1] * 2.0
+    # Two unrelated target weight vectors of norm 2: w₁ for the first half, w₂ after.
+    w1, w2 = (2.0 * w / w.norm() for w in torch.randn(2, DIM, generator=gen))
+    switch = steps // 2
     model = nn.Linear(DIM, 1).to(device)
     params = list(model.parameters())
     optimizer = make_optimizer(params)
 
     def compute_loss(step):
-        angle = 2 * math.pi * step / PERIOD
-        w_true = (u * math.cos(angle) + v * math.sin(angle)).to(device)
+        w_true = (w1 if step < switch else w2).to(device)
         x = torch.randn(BATCH, DIM, generator=gen).to(device)
         y = x @ w_true + NOISE * torch.randn(BATCH, generator=gen).to(device)
         # Prequential: the loss is measured on the new batch before the model learns from it.
         return nn.functional.mse_loss(model(x).squeeze(1), y)
 
-    out = train(params, optimizer, compute_loss, steps, probe_every=max(steps // 40, 1))
+    out = train(params, optimizer, compute_loss, steps, probe_every=max(steps // 100, 1))
     losses = out.curves["loss"]
-    tail = losses[len(losses) // 2:]
-    tracking = sum(tail) / len(tail) if all(math.isfinite(x) for x in tail) else float("inf")
-    out.scalars["tracking_loss"] = tracking
-    out.scalars["selection_loss"] = tracking
+    after = losses[switch:]
+    finite = all(math.isfinite(x) for x in losses)
+    out.scalars["tracking_loss"] = sum(after) / len(after) if finite and after else math.inf
+    out.scalars["selection_loss"] = sum(losses) / len(losses) if finite else math.inf
+    recovery = float(len(after) + 1)  # not recovered within the run: one past its end
+    if finite:
+        for k, value in enumerate(smoothed(after), start=1):
+            if value <= RECOVERED:
+                recovery = float(k)
+                break
+    out.scalars["recovery_steps"] = recovery
+    probe_steps, lrs = out.sparse["effective_lr"]
+    ratio = decay_ratio(probe_steps, lrs, start=WARMUP)
+    out.scalars["efflr_log10_ratio"] = math.log10(ratio) if ratio > 0 else math.nan
     return out
 
 
+_OPTS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam")
+
 online_task = Task(
     name="online",
-    summary="online linear regression whose true weights keep rotating (non-stationary)",
-    description=(f"A stream of batches of {BATCH} from y = w*(t)·x + noise (σ = {NOISE}), "
-                 f"x in R^{DIM}, where w*(t) turns a full circle every {PERIOD} steps. The loss "
-                 "is measured on each new batch before the update (prequential). The "
-                 "tracking loss is the mean loss over the second half of the run; an "
-                 "optimizer whose step size decays cannot keep up. The effective learning "
-                 "rate (median over entries of the factor multiplying the gradient) is "
-                 f"plotted for every optimizer. Noise floor: MSE {NOISE ** 2:.2g}."),
-    variants=("drift",),
+    summary="online regression whose target switches midway (non-stationary stream)",
+    description=(f"A stream of batches of {BATCH} from y = w·x + noise (σ = {NOISE}), x in "
+                 f"R^{DIM}; w jumps to an unrelated vector halfway through. The loss is "
+                 "measured on each new batch before the update (prequential). Recovery: steps "
+                 f"after the switch until the smoothed loss is back below {RECOVERED}. The "
+                 "effective learning rate (median over entries of the factor multiplying the "
+                 f"gradient) is probed every 1 % of the run; its decay ratio compares the last "
+                 f"fifth of the probes with the first fifth after step {WARMUP}."),
+    variants=("switch",),
     run=_run,
-    steps=400,
+    steps=600,
     fast_steps=60,
-    target={"drift": 0.1},
+    target={"switch": 0.05},
+    arms=tuple(Arm(o, "switch") for o in _OPTS),
     loss_name="prequential MSE",
-    # Tracking a moving target needs larger steps than fitting a network.
-    lr_scale={"adagrad": 10.0, "rmsprop": 10.0, "adam": 10.0, "adamw": 10.0},
+    lr_scale={"adagrad": 10.0, "rmsprop": 10.0, "adam": 10.0},
+    figures=("loss", "efflr", "sweep"),
 )

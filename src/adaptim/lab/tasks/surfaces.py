@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -99,4 +99,6 @@ surfaces_task = Task(
               "rmsprop": 10.0, "adam": 10.0, "adamw": 10.0, "adadelta": 10.0},
     loss_name="f − f*",
     stochastic=False,
+    figures=("paths", "loss", "sweep"),
+    max_seeds=2,  # an illustration: no claim reads it
 )
