@@ -121,3 +121,13 @@ def test_claims_table_quotes_the_tutorials():
     assert {c.tutorial for c in CLAIMS} == set(TUTORIALS)
     hindi = [c for c in CLAIMS if "Hindi" in c.tutorial]
     assert sum(any("\u0900" <= ch <= "\u097f" for ch in c.quote) for c in hindi) >= 15
+
+
+def test_vanishing_row_shows_step_sizes_and_eps_share_beside_its_metric():
+    s = [_summary("deep", "sigmoid", "rmsprop", {"update_ratio_log10": [0.1, 0.2, 0.1, 0.0, 0.2],
+                                                 "first_layer_eps_share": [0.5] * 5}),
+         _summary("deep", "sigmoid", "sgd", {"update_ratio_log10": [-1.5, -1.4, -1.6, -1.5, -1.4],
+                                             "first_layer_eps_share": [0.0] * 5})]
+    v = _verdict(s, "rmsprop-vanishing")
+    assert v.status == HOLDS
+    assert "first_layer_eps_share: rmsprop 0.5 vs sgd 0" in v.evidence

@@ -92,6 +92,7 @@ class Claim:
     worst: float | None = None
     deterministic: bool = False
     link: str = ""
+    also: tuple[str, ...] = ()  # further per-seed metrics shown beside the deciding one
 
     @property
     def tasks(self) -> list[str]:
@@ -202,7 +203,8 @@ CLAIMS: tuple[Claim, ...] = (
           "their size) closer to the last layer's than SGD does: ratio larger by ≥ 3×.",
           ((_r("deep", "sigmoid", "rmsprop"), _r("deep", "sigmoid", "sgd")),),
           "update_ratio_log10", True, LOG3, "log10 first/last relative update (RMSProp − SGD)",
-          link="#fig-deep-layers"),
+          link="#fig-deep-layers",
+          also=("first_layer_efflr", "last_layer_efflr", "first_layer_eps_share")),
     Claim("rmsprop-vanishing-loss", RMSPROP_EN,
           "… which can stall training progress in deep neural networks.", "(English original)",
           "The 10-layer sigmoid MLP trained with RMSProp ends at a lower training loss than "
@@ -480,6 +482,11 @@ def _fmt(x, digits=3):
     return f"{x:.{digits}g}"
 
 
+def _median(values: dict) -> str:
+    finite = [v for v in values.values() if v is not None and math.isfinite(v)]
+    return f"{statistics.median(finite):.3g}" if finite else "–"
+
+
 def _arm_text(ref: Ref, s, metric) -> str:
     vals = [v for v in _seed_values(s, metric).values() if v is not None and math.isfinite(v)]
     hp = ", ".join(f"{'wd' if k == 'weight_decay' else k} {v:.3g}" for k, v in s.hparams.items()
@@ -516,6 +523,10 @@ def judge(claim: Claim, summaries_by_key: dict, *, ran_tasks: set, extended: boo
         if len(evidence) < 6:
             evidence.append(_arm_text(a_ref, a, claim.metric)
                             + (" vs " + _arm_text(b_ref, b, claim.metric) if b is not None else ""))
+            for name in claim.also:
+                evidence.append(f"{name}: " + " vs ".join(
+                    f"{ref.arm} {_median(_seed_values(s, name))}"
+                    for ref, s in ((a_ref, a), (b_ref, b)) if s is not None))
     if not diffs and not missing:
         return Verdict(claim, INCONCLUSIVE, f"no {claim.metric} in this run (it needs the "
                        "learning-rate sweeps: not with --fast or --lr)", evidence=evidence,
