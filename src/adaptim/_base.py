@@ -207,9 +207,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         torch.optim's own default for the tensors' device (multi-tensor on CUDA, per-tensor on
         CPU). Sparse gradients and differentiable steps take the per-tensor rule."""
         foreach = group.get("foreach")
-        if foreach is None:
-            foreach = group.get("fused") is not False and _default_to_fused_or_foreach(
-                params, differentiable=False)[1]
+        if foreach is None:  # torch's helper says False for CPU tensors: skip its cost there
+            foreach = group.get("fused") is not False and not params[0].is_cpu \
+                and _default_to_fused_or_foreach(params, differentiable=False)[1]
         return bool(foreach) and not group.get("differentiable") \
             and not any(map(_IS_SPARSE, grads))
 
