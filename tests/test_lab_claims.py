@@ -101,12 +101,12 @@ def test_pooled_win_rate_counts_unreached_targets_as_worst():
 
 def test_rows_whose_tasks_did_not_run_say_what_would_run_them():
     verdicts = {v.claim.id: v for v in evaluate_claims([])}
-    assert verdicts["gru-remedy"].status == NOT_RUN
-    assert verdicts["use-cnn"].status == NOT_RUN
+    assert verdicts["use-dqn-adam"].status == NOT_RUN  # its task is in the extended tier
+    assert verdicts["use-cnn"].status == INCONCLUSIVE  # default tier, task not run
     assert verdicts["adamw-generalizes"].status == INCONCLUSIVE
     assert "task not run: weight-decay" in verdicts["adamw-generalizes"].reason
     ext = {v.claim.id: v for v in evaluate_claims([], extended=True)}
-    assert ext["gru-remedy"].status == INCONCLUSIVE
+    assert ext["use-dqn-adam"].status == INCONCLUSIVE
 
 
 def test_claims_table_quotes_the_tutorials():

@@ -192,7 +192,6 @@ digits_cnn_task = Task(
     target={"cnn": 0.25},
     test_metric="test_accuracy",
     optimizers=("sgd", "momentum", "nesterov", "rmsprop", "adam"),
-    tier="extended",
 )
 
 weight_decay_task = Task(

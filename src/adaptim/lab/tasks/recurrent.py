@@ -166,7 +166,6 @@ adding_gru_task = Task(
     loss_name="MSE",
     test_metric="test_loss",
     baseline=ADDING_BASELINE,
-    tier="extended",
 )
 
 exploding_task = Task(
