@@ -14,7 +14,7 @@ import adaptim
 MODULES = ["adaptim", "adaptim.optimizers.sgd", "adaptim.optimizers.adagrad",
            "adaptim.optimizers.rmsprop", "adaptim.optimizers.adadelta", "adaptim.optimizers.adam",
            "adaptim.algorithms",
-           "adaptim.functional.sgd"]
+           "adaptim.algorithms.sgd"]
 CLASSES = ["SGD", "Adagrad", "RMSprop", "Adadelta", "Adam", "AdamW"]
 
 

@@ -96,8 +96,8 @@ def test_summaries_have_mean_and_spread_over_seeds(tiny):
         finals = [r["final_loss"] for r in runs if r["final_loss"] is not None]
         if len(finals) == 2:
             assert s["final_loss"]["mean"] == pytest.approx(sum(finals) / 2, rel=1e-6)
-            assert s["final_loss"]["std"] == pytest.approx(abs(finals[0] - finals[1]) / math.sqrt(2),
-                                                           rel=1e-3, abs=1e-9)
+            spread = abs(finals[0] - finals[1]) / math.sqrt(2)
+            assert s["final_loss"]["std"] == pytest.approx(spread, rel=1e-3, abs=1e-9)
             assert s["final_loss"]["min"] == pytest.approx(min(finals), rel=1e-6)
 
 

@@ -315,7 +315,8 @@ CLAIMS: tuple[Claim, ...] = (
           "generalization over standard Adam (and so RMSProp).",
           "With a cosine schedule and a tuned lr × weight-decay grid, AdamW's test accuracy "
           "on a small digits training set is higher than Adam + L2's.",
-          ((_r("weight-decay", "small-train", "adamw"), _r("weight-decay", "small-train", "adam")),),
+          ((_r("weight-decay", "small-train", "adamw"),
+            _r("weight-decay", "small-train", "adam")),),
           "test_accuracy", True, 0.01, "test accuracy (AdamW − Adam+L2)",
           link="#fig-weight-decay-loss"),
     Claim("nesterov-generalizes", SIMILAR,
@@ -435,7 +436,8 @@ CLAIMS: tuple[Claim, ...] = (
           ((_r("gan", "default", "adam"), _r("gan", "default", "sgd")),),
           "modes_covered", True, 0.5, "modes covered (Adam − SGD)", worst=0.0,
           link="#task-gan"),
-    Claim("use-dqn-adam", ADAM, "GANs और Reinforcement Learning", "GANs and reinforcement learning.",
+    Claim("use-dqn-adam", ADAM, "GANs और Reinforcement Learning",
+          "GANs and reinforcement learning.",
           "Reinforcement-learning part: DQN on CartPole reaches a higher evaluation return "
           "with Adam than with plain SGD (each tuned).",
           ((_r("dqn", "cartpole", "adam"), _r("dqn", "cartpole", "sgd")),),

@@ -116,7 +116,8 @@ def cmd_compare(args) -> int:
             try:
                 __import__(module)
             except ImportError:
-                raise UsageError(f"adaptim compare needs {package}: pip install 'adaptim[lab]'") from None
+                raise UsageError(f"adaptim compare needs {package}: "
+                                 "pip install 'adaptim[lab]'") from None
         config = _config_from(args)
         from adaptim.lab.report import check_writable
         try:
@@ -180,7 +181,8 @@ def cmd_compare(args) -> int:
     try:
         paths = write_report(result, out_dir, command=command)
     except KeyboardInterrupt:
-        console.print("[red]Interrupted again while writing the report; it may be incomplete.[/red]")
+        console.print("[red]Interrupted again while writing the report; it may be "
+                      "incomplete.[/red]")
         return 130
     if not args.quiet:
         import json
@@ -204,8 +206,8 @@ def _print_verdicts(console, verdicts) -> None:
     for v in verdicts:
         color = colors.get(v["status"], "dim")
         e = v.get("effect")
-        effect = f"{e['mean']:+.3g} [{e['lo']:+.3g}, {e['hi']:+.3g}]" if e and \
-            e.get("mean") is not None and e.get("lo") is not None and e.get("hi") is not None else "–"
+        complete = e and all(e.get(k) is not None for k in ("mean", "lo", "hi"))
+        effect = f"{e['mean']:+.3g} [{e['lo']:+.3g}, {e['hi']:+.3g}]" if complete else "–"
         table.add_row(v["statement"], f"[{color}]{v['status']}[/{color}]", effect,
                       str(e["n"]) if e else "0")
     console.print(table)

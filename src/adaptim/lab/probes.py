@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from adaptim.algorithms import for_state
+
 __all__ = ["effective_lr", "eps_dominated_share", "state_bytes", "step_factors"]
 
 
@@ -20,38 +22,20 @@ def state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return total
 
 
-def step_factors(optimizer: torch.optim.Optimizer) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
-    """The effective per-coordinate step size: for every parameter, the factor its gradient is
-    multiplied by in the next update, as ``(param, factors, group)``. The lab's one place that
-    knows each algorithm's step size:
-
-    - SGD family: ``η`` (momentum's ``η / (1 − μ)`` long-run gain is not included);
-    - AdaGrad: ``η_t / (√G + ε)``, ``η_t = η / (1 + (t − 1) lr_decay)``;
-    - RMSProp: ``η / (√E[g²] + ε)``;
-    - AdaDelta: ``η √(E[Δθ²] + ε) / √(E[g²] + ε)``;
-    - Adam/AdamW: ``η / (√v̂ + ε)``, ``v̂ = v / (1 − β₂ᵗ)``.
-    """
+def step_factors(optimizer: torch.optim.Optimizer
+                 ) -> list[tuple[torch.Tensor, torch.Tensor, dict]]:
+    """The effective per-coordinate step size: for every parameter, the factor its gradient (or
+    Adam's m̂) is multiplied by in the next update, as ``(param, factors, group)``. Each
+    algorithm's spec computes it (:meth:`adaptim.algorithms.Algorithm.effective_step`, also
+    read by the gradient monitor), for adaptim and torch.optim optimizers alike; the SGD family
+    gets ``η`` (momentum's ``η / (1 − μ)`` long-run gain is not included)."""
     out = []
     for group in optimizer.param_groups:
-        lr = float(group["lr"])
-        eps = float(group.get("eps", 0.0) or 0.0)
         for p in group["params"]:
             st = optimizer.state.get(p, {})
-            if "sum" in st:  # AdaGrad
-                t = float(st["step"]) if "step" in st else 1.0
-                lr_t = lr / (1 + max(t - 1, 0) * group.get("lr_decay", 0.0))
-                factors = lr_t / (st["sum"].sqrt() + eps)
-            elif "acc_delta" in st:  # AdaDelta
-                factors = lr * (st["acc_delta"] + eps).sqrt() / (st["square_avg"] + eps).sqrt()
-            elif "square_avg" in st:  # RMSProp
-                factors = lr / (st["square_avg"].sqrt() + eps)
-            elif "exp_avg_sq" in st:  # Adam, AdamW
-                t = float(st["step"])
-                beta2 = group["betas"][1]
-                v_hat = st["exp_avg_sq"] / (1 - beta2 ** t)
-                factors = lr / (v_hat.sqrt() + eps)
-            else:
-                factors = torch.full((1,), lr)
+            spec = for_state(st, optimizer) if st else None
+            found = None if spec is None else spec.effective_step(st, group)
+            factors = torch.full((1,), float(group["lr"])) if found is None else found[0]
             out.append((p, factors, group))
     return out
 

@@ -146,8 +146,8 @@ def _stat_cell(st, digits=3):
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1250px;margin:2em auto;
-padding:0 1em;color:#222;line-height:1.45}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1250px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:0.6em 0 1.2em;font-size:0.88em}
 th,td{border:1px solid #ccc;padding:3px 7px;vertical-align:top;text-align:left}
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -213,13 +213,15 @@ def _protocol(cfg) -> str:
 def _html(result, summaries, verdicts, figures, command) -> str:
     e = html.escape
     cfg = result.config
+    now = _dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              "<title>adaptim compare — report</title>", f"<style>{_CSS}</style></head><body>",
              "<h1>adaptim compare</h1>",
-             f"<p class='small'>{e(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}"
+             f"<p class='small'>{e(now)}"
              f" · command: <code>{e(command)}</code> · {len(result.records)} of "
              f"{result.planned_runs} runs finished in {result.wall_seconds:.1f} s · device "
-             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · evaluation seeds {cfg.seeds or 'per task (5 or more)'}"
+             f"{e(cfg.device)} · {cfg.jobs} process(es) × {cfg.threads} thread(s) · "
+             f"evaluation seeds {cfg.seeds or 'per task (5 or more)'}"
              f" · tier: {e(getattr(cfg, 'tier', 'default'))}"
              f"{' (smoke run)' if cfg.fast else ''}</p>"]
     if result.interrupted:
@@ -254,7 +256,8 @@ def _html(result, summaries, verdicts, figures, command) -> str:
             f"<div class='small'>{why}</div></td>"
             f"<td class='num'>{e(_effect_cell(v))}<div class='small'>{e(d['unit'])}</div></td>"
             f"<td class='num'>{v.effect.n if v.effect else 0}</td>"
-            f"<td class='num'>{d['min_effect']:.3g}{' (±, equivalence)' if d['kind'] == 'equivalent' else ''}</td>"
+            f"<td class='num'>{d['min_effect']:.3g}"
+            f"{' (±, equivalence)' if d['kind'] == 'equivalent' else ''}</td>"
             f"<td><ul class='ev'>{ev}</ul></td><td>{link}</td></tr>")
     parts.append("</table>")
     parts.append(_protocol(cfg))
@@ -289,7 +292,8 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                     f"<tr><td>{e(s.variant)}</td><td>{e(s.arm)}</td><td>{e(hp)}</td>"
                     f"<td class='small'>{e(grid)} ({len(s.sweep)} points)</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
-                    + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>" if metric else "")
+                    + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>"
+                       if metric else "")
                     + f"<td class='num'>{_fmt(s.target)}</td>"
                     f"<td class='num'>{s.reached}/{len(s.seeds)}</td>"
                     f"<td class='num'>{_fmt(s.mean_steps_to_target, 4)}</td>"
@@ -344,10 +348,10 @@ def write_report(result, out_dir, *, command: str = "adaptim compare") -> dict:
     )
     (out / "metrics.json").write_text(json.dumps(_clean(metrics), indent=1))
 
-    columns = ["run_id", "task", "variant", "arm", "optimizer", "lr", "weight_decay", "seed", "steps",
-               "sweep", "final", "diverged", "final_loss", "target_loss", "steps_to_target",
-               "seconds_to_target", "state_bytes_per_param", "test_accuracy", "test_loss",
-               "wall_seconds"]
+    columns = ["run_id", "task", "variant", "arm", "optimizer", "lr", "weight_decay", "seed",
+               "steps", "sweep", "final", "diverged", "final_loss", "target_loss",
+               "steps_to_target", "seconds_to_target", "state_bytes_per_param", "test_accuracy",
+               "test_loss", "wall_seconds"]
     with open(out / "runs.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)

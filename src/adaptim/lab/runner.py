@@ -323,7 +323,8 @@ def run_suite(config: SuiteConfig,
         g = s.group
         result.grids[(g.task.name, g.arm.variant, g.arm.label)] = dict(
             status=s.status if s.trials else "single point",
-            extensions={f"{axis}{'+' if side > 0 else '-'}": n for (axis, side), n in s.added.items()},
+            extensions={f"{axis}{'+' if side > 0 else '-'}": n
+                        for (axis, side), n in s.added.items()},
             points=len(s.trials))
     return result
 

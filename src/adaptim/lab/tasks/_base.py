@@ -121,7 +121,8 @@ class Task:
         return steps[variant] if isinstance(steps, dict) else steps
 
 
-def seeded_generator(seed: int, device: torch.device | str = "cpu", salt: int = 0) -> torch.Generator:
+def seeded_generator(seed: int, device: torch.device | str = "cpu",
+                     salt: int = 0) -> torch.Generator:
     """A private random stream for data, so that runs of different optimizers see the same data."""
     gen = torch.Generator(device=device)
     gen.manual_seed(1_000_003 * seed + salt)

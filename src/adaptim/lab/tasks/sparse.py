@@ -67,7 +67,8 @@ _OPTS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam"
 
 sparse_task = Task(
     name="sparse",
-    summary=f"logistic regression on sparse Zipf features ({FEATURES} features, {ACTIVE} per example)",
+    summary=(f"logistic regression on sparse Zipf features ({FEATURES} features, {ACTIVE} per "
+             "example)"),
     description=(f"Each example has up to {ACTIVE} of {FEATURES} binary features, drawn with "
                  f"probability ∝ 1/rank^{ZIPF}, so most features are rare; the label follows a "
                  "logistic model with random weights. A linear model (zero init) sees a fresh "

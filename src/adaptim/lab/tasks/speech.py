@@ -76,7 +76,8 @@ class _GRUClassifier(nn.Module):
 @torch.no_grad()
 def _evaluate(model, x, y) -> tuple[float, float]:
     logits = model(x)
-    return float(nn.functional.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+    accuracy = (logits.argmax(1) == y).float().mean()
+    return float(nn.functional.cross_entropy(logits, y)), float(accuracy)
 
 
 def _run_speech(variant, make_optimizer, seed, steps, device) -> RunOutput:
