@@ -20,8 +20,9 @@ SHARED_ARGS = {
               "parameter groups",
     "lr": "learning rate η (a float or a 1-element tensor)",
     "weight_decay": "L2 penalty λ, added to the gradient: g ← g + λ θ",
-    "foreach": "torch.optim's choice of its multi-tensor implementation; accepted, validated "
-               "(None, True or False) and stored in the group",
+    "foreach": "None (default): the multi-tensor rule (torch.optim's foreach bits) where torch's "
+               "own default is foreach (CUDA groups); True: the multi-tensor rule anywhere (not "
+               "with fused=True); False: never",
     "maximize": "maximize the objective: step along +∇f instead of −∇f",
     "capturable": "must be False: CUDA-graph capture is not supported on any device (use "
                   "torch.optim for it)",
