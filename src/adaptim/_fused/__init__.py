@@ -11,10 +11,12 @@ Nothing here names an algorithm: the optimizer's spec (``optimizer.algorithm``, 
 :mod:`adaptim.algorithms`) gives the kernel's name, its state operands (``state_keys``) and its
 named hyperparameter fields (``hp``).
 
-CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one launch per group and
-step, where triton imports. Tensors no kernel takes (CUDA tensors without triton, non-contiguous
-tensors, dtypes other than float32/float64 on CPU, state dtypes other than the parameter's or
-bfloat16 for float32 parameters) go through the reference path: the algorithm spec's
+With ``fused=True``, CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one
+launch per group and step, where triton imports (``fused=None`` on CUDA is the multi-tensor
+reference rule, decided in ``AdaptimOptimizer``). Tensors no kernel takes (CUDA tensors without
+triton, non-contiguous tensors, dtypes other than float32/float64 on CPU, state dtypes other
+than the parameter's or bfloat16 for float32 parameters) go through the reference path: the
+algorithm spec's
 ``reference_step``, on parameter-precision copies of the state when the state is stored in
 another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
@@ -83,9 +85,9 @@ def kernel_suits(params: list[Tensor], optimizer=None, group: dict | None = None
     """What ``fused=None`` (the default) resolves to for one group: True when its parameters
     are CPU float32/float64 tensors and the C kernel library for their dtype builds and loads on
     this machine (the first time: a compile of about 2 s, cached), else False, silently: the
-    reference path is exact too, only slower. CUDA groups take the reference path, and so does
-    a plain-SGD group of one or two tensors (given ``optimizer`` and ``group``), for which it is
-    faster than any kernel call."""
+    reference path is exact too, only slower. CUDA groups take the multi-tensor reference rule,
+    and a plain-SGD group of one or two tensors (given ``optimizer`` and ``group``) the
+    per-tensor one, which is faster there than any kernel call."""
     if group is not None and len(params) <= _SGD_REFERENCE_TENSORS \
             and not group.get("weight_decay") and optimizer.algorithm.stateless(group):
         return False
