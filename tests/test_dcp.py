@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
-import time
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-SPAWN_TIMEOUT_S = 180
+from spawning import spawn
+
 
 
 def _model():
@@ -63,24 +61,10 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("world_size", [1, 2])
 def test_skipped_steps_survive_distributed_checkpoint(tmp_path, world_size):
-    context = mp.start_processes(_worker, args=(world_size, _free_port(), str(tmp_path)),
-                                 nprocs=world_size, join=False, start_method="spawn")
-    deadline = time.monotonic() + SPAWN_TIMEOUT_S
-    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.kill()
-            pytest.fail(f"workers did not finish in {SPAWN_TIMEOUT_S} s")
+    spawn(_worker, world_size, tmp_path)
     for rank in range(world_size):
         result = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert result["saved"] == 1

@@ -28,24 +28,21 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import adaptim
 from adaptim.registry import REGISTRY
+from spawning import free_port, spawn
 
 FUSED_MODES = [False, True]
 WORLD_SIZE = 2
 STEPS = 5
-SPAWN_TIMEOUT_S = 180
 RTOL, ATOL = 1e-10, 1e-12
 
 # Every registry optimizer plus option sets that take other code paths (amsgrad's running max,
@@ -218,29 +215,10 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
 
 
 # ------------------------------------------------------------------- here
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def spawn(fn, out_dir: Path) -> None:
-    """Start WORLD_SIZE processes running ``fn``; fail (and kill them) after SPAWN_TIMEOUT_S."""
-    context = mp.start_processes(fn, args=(WORLD_SIZE, free_port(), str(out_dir)),
-                                 nprocs=WORLD_SIZE, join=False, start_method="spawn")
-    deadline = time.monotonic() + SPAWN_TIMEOUT_S
-    while not context.join(timeout=max(0.0, deadline - time.monotonic())):
-        if time.monotonic() >= deadline:
-            for process in context.processes:
-                if process.is_alive():
-                    process.kill()
-            pytest.fail(f"distributed workers did not finish in {SPAWN_TIMEOUT_S} s")
-
-
 @pytest.fixture(scope="module")
 def distributed_results(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("distributed")
-    spawn(_worker, out_dir)
+    spawn(_worker, WORLD_SIZE, out_dir)
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
 
 
