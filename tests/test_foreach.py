@@ -1,15 +1,13 @@
 """The multi-tensor path (``foreach=True``; the default on CUDA): bit-identical to
 torch.optim's ``foreach=True`` for every option set torch has, in float32 and float64, with
-several dtypes in one group and complex parameters; equal to the NumPy reference for
-adaptim's own options; and composed with state_dtype, max_grad_norm and on_nonfinite."""
+several dtypes in one group and complex parameters (its parity with the NumPy reference runs in
+test_reference_parity.py); and composed with state_dtype, max_grad_norm and on_nonfinite."""
 
-import numpy as np
 import pytest
 import torch
 
 import adaptim
 from cases import all_cases, case_id, gradient_sequence, torch_supported
-from reference import REFERENCES
 
 TORCH_CASES = [(n, kw) for n, kw in all_cases() if torch_supported(n, kw)]
 TORCH_IDS = [case_id(*c) for c in TORCH_CASES]
@@ -77,42 +75,6 @@ def test_mixed_dtypes_in_one_group(name, kwargs):
 def test_complex_parameters(name, kwargs):
     _run_against_torch(name, kwargs, [torch.complex64, torch.float32, torch.complex128,
                                       torch.complex64], steps=8)
-
-
-def _grad_fn(theta):
-    return theta * np.linspace(0.1, 10.0, theta.size).reshape(theta.shape)
-
-
-def _resolved(opt):
-    group = opt.param_groups[0]
-    keys = ["lr", "alpha", "eps", "rho", "betas", "eps_in_sqrt", "eps_hat", "lr_in_momentum",
-            "initial_accumulator_value", "bias_correction", "weight_decay"]
-    return {k: group[k] for k in keys if k in group}
-
-
-@pytest.mark.parametrize("name,kwargs", all_cases(), ids=[case_id(*c) for c in all_cases()])
-def test_matches_numpy_reference(name, kwargs):
-    # adaptim's own options (eps_in_sqrt, eps_hat, bias_correction, lr_in_momentum,
-    # initial_accumulator_value, conventions) have no torch counterpart: the equations decide
-    shape, steps = (4, 5), 40
-    theta0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    p = theta0.clone().requires_grad_()
-    opt = getattr(adaptim, name)([p], foreach=True, **kwargs)
-    ref = REFERENCES[name](**{**_resolved(opt),
-                              **{k: v for k, v in kwargs.items() if k != "convention"}})
-    theta = theta0.numpy().copy()
-    noise = gradient_sequence(shape, steps)
-    for t in range(steps):
-        g = _grad_fn(theta) + noise[t].numpy()
-        p.grad = torch.from_numpy(g.copy())
-        opt.step()
-        theta = ref.step(theta, g)
-        np.testing.assert_allclose(p.detach().numpy(), theta, rtol=1e-9, atol=1e-12,
-                                   err_msg=f"step {t + 1}")
-    for key, value in ref.state.items():
-        if value is not None:
-            np.testing.assert_allclose(opt.state[p][key].numpy(), value, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"state {key}")
 
 
 @pytest.mark.parametrize("name,kwargs", ONLY_CASES, ids=ONLY_IDS)

@@ -17,12 +17,19 @@ def _grad_fn(theta_np):
     return theta_np * np.linspace(0.1, 10.0, theta_np.size).reshape(theta_np.shape)
 
 
+# the default path (the C kernel where it runs) and the multi-tensor path, whose adaptim-only
+# options (eps_in_sqrt, eps_hat, bias_correction, lr_in_momentum, conventions) have no torch
+# counterpart: the equations decide
+PATHS = {"default": {}, "foreach": {"foreach": True}}
+
+
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("name,kwargs", all_cases(), ids=[case_id(*c) for c in all_cases()])
-def test_matches_numpy_reference(name, kwargs):
+def test_matches_numpy_reference(name, kwargs, path):
     shape = (4, 5)
     theta0 = torch.randn(shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     p = theta0.clone().requires_grad_()
-    opt = getattr(adaptim, name)([p], **kwargs)
+    opt = getattr(adaptim, name)([p], **PATHS[path], **kwargs)
     hp = {**_resolved(opt), **{k: v for k, v in kwargs.items() if k != "convention"}}
     ref = REFERENCES[name](**hp)
     theta = theta0.numpy().copy()
