@@ -249,11 +249,10 @@ def adam_foreach(
             second = dev_max_exp_avg_sqs
         else:
             second = dev_exp_avg_sqs
-        if bias_correction:
-            bias_correction1 = [1 - beta1 ** step.item() for step in dev_steps]
-            bias_correction2 = [1 - beta2 ** step.item() for step in dev_steps]
-        else:
-            bias_correction1 = bias_correction2 = [1.0] * len(dev_steps)
+        corrections = [bias_corrections(beta1, beta2, step.item(), bias_correction)
+                       for step in dev_steps]
+        bias_correction1 = [b1 for b1, _ in corrections]
+        bias_correction2 = [b2 for _, b2 in corrections]
         if eps_hat:
             step_size = [-(lr * math.sqrt(bc2) / bc1)
                          for bc1, bc2 in zip(bias_correction1, bias_correction2)]
