@@ -42,6 +42,10 @@ SHARED_ARGS = {
     "on_nonfinite": "what step() does when a gradient holds inf or NaN: \"propagate\" "
                     "(torch's behaviour), \"skip\" the step (counted in skipped_steps, saved in "
                     "state_dict) or \"raise\" NonFiniteGradientError",
+    "flat": "True: each group's parameters, gradients and state become views of one contiguous "
+            "buffer per dtype, so a step is one kernel call whatever the tensor count "
+            "(parameters are rebound to views, values kept; see docs/flat.md); False: tensors "
+            "stay as the model made them",
     "convention": "\"torch\", \"tf1\", \"keras\" or \"optax\": take every default that differs "
                   "between frameworks (ε and its placement, decay rates, starting accumulator, "
                   "default lr) from that framework; explicit arguments win "

@@ -1,0 +1,555 @@
+"""The flat layout (``flat=True``): a group's parameters, gradients and state as views of one
+contiguous buffer per dtype, so a step is one kernel call on a few long tensors however many
+tensors the model has (as DDP's ``gradient_as_bucket_view`` and FSDP's flat parameters do).
+
+Layout. When a group joins with ``flat=True``, its parameters are split into buckets by
+(device, dtype), in group order. Each bucket owns one 1-D buffer for the parameters (``p.data``
+is rebound to a view of it, values kept), one for the gradients, one per state key and one of
+step counts; each parameter's state tensors (``optimizer.state[p]``) are views of those, each
+``step`` a 0-d view of the step buffer.
+
+Gradients. A gradient that exists is a view of the gradient buffer, so autograd, which adds into
+an existing ``.grad`` in place, accumulates into the buffer: no copy. A parameter without a
+gradient keeps ``None`` (a view is never put where torch would have None: a parameter that gets
+no gradient must be skipped, as torch.optim skips it). ``zero_grad(set_to_none=False)`` zeroes
+the buffer in one pass and puts each existing gradient back as its view;
+``zero_grad(set_to_none=True)`` (torch's default) sets gradients to None as torch.optim does,
+the next backward allocates new ones and the next step copies them into the buffer (DDP's
+behaviour with ``gradient_as_bucket_view`` after ``set_to_none``).
+
+Step. The parameters of a bucket that have a gradient, state in the buffers and equal step
+counts form runs of consecutive parameters; each run is one slice of every buffer, so the
+group's update is one call of the group's usual path (the fused kernel, Triton or the reference
+rule, :meth:`AdaptimOptimizer._run_group`) on one tensor per run: one run in the common case.
+Steps counts of a run are advanced together. A parameter whose state cannot live in a buffer
+(another dtype, a tensor of another shape) is updated on its own.
+
+What is checked before each step, in bulk (C-level ``map``, no Python loop per tensor): the
+group's parameter list, each parameter's address (``p.data = ...``, ``module.to()``), each
+gradient's identity (``p.grad = other``, set to None, re-created by backward), the identity of
+``optimizer.state`` and of its entries, writes into a parameter's state dict (seen by the dict
+itself), and that the step counts of each run are still equal. A parameter that moved makes the
+group laid out again from the tensors as they are now (values kept); a new gradient is copied
+into the buffer; changed state is copied into the buffers. Nothing is written through a stale
+pointer: the kernel only ever sees the buffers, which the layout owns.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+from itertools import compress, repeat
+
+import torch
+from torch import Tensor
+
+from adaptim._tensors import scalar_dtype
+
+__all__ = ["FlatState", "after_load", "check_group", "lay_out", "plain_state", "step",
+           "zero_grad"]
+
+_GRAD = operator.attrgetter("grad")
+_PTR = Tensor.data_ptr
+_IS = operator.is_
+_KEY = "_adaptim_flat"  # optimizer.__dict__ entry: {id(group): _Layout}
+
+
+class _Flag:
+    __slots__ = ("dirty",)
+
+    def __init__(self) -> None:
+        self.dirty = False
+
+
+class FlatState(dict):
+    """A flat group's per-parameter state: a dict whose every write marks the group's layout for
+    a re-check before the next step. Copies and pickles are plain dicts."""
+
+    __slots__ = ("_flag",)
+
+    def __init__(self, flag: _Flag, items: dict) -> None:
+        dict.__init__(self, items)
+        self._flag = flag
+
+    def _touch(self) -> None:
+        self._flag.dirty = True
+
+    def __setitem__(self, key, value) -> None:
+        self._touch()
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key) -> None:
+        self._touch()
+        dict.__delitem__(self, key)
+
+    def __ior__(self, other):
+        self._touch()
+        return dict.__ior__(self, other)
+
+    def pop(self, *args):
+        self._touch()
+        return dict.pop(self, *args)
+
+    def popitem(self):
+        self._touch()
+        return dict.popitem(self)
+
+    def clear(self) -> None:
+        self._touch()
+        dict.clear(self)
+
+    def update(self, *args, **kwargs) -> None:
+        self._touch()
+        dict.update(self, *args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        self._touch()
+        return dict.setdefault(self, key, default)
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+    def __copy__(self) -> dict:
+        return dict(self)
+
+    def __deepcopy__(self, memo) -> dict:
+        return copy.deepcopy(dict(self), memo)
+
+
+class _Bucket:
+    """The parameters of one (device, dtype) of a group and their buffers."""
+
+    __slots__ = ("index", "offsets", "P", "G", "gviews", "S", "sviews", "T", "tviews",
+                 "state_dtype")
+
+    def __init__(self, index: list[int], params: list[Tensor], state_dtype) -> None:
+        self.index = index  # positions in the group's parameter list
+        offsets = [0]
+        for p in params:
+            offsets.append(offsets[-1] + p.numel())
+        self.offsets = offsets
+        p0 = params[0]
+        self.P = torch.empty(offsets[-1], dtype=p0.dtype, device=p0.device)
+        self.G = torch.zeros_like(self.P)
+        self.gviews = [self.G[a:b].view(p.shape) for a, b, p in
+                       zip(offsets, offsets[1:], params)]
+        self.S: dict[str, Tensor] = {}
+        self.sviews: dict[str, list[Tensor]] = {}
+        self.T: Tensor | None = None
+        self.tviews: list[Tensor] = []
+        self.state_dtype = state_dtype if state_dtype is not None else p0.dtype
+
+    def state_view(self, key: str, j: int, like: Tensor) -> Tensor | None:
+        """Parameter ``j``'s view of state buffer ``key`` (made on first use), or None where
+        ``like`` cannot live there (another dtype, device or size)."""
+        S = self.S.get(key)
+        if S is None:
+            if like.dtype != self.state_dtype or like.device != self.P.device:
+                return None
+            S = self.S[key] = torch.zeros(self.offsets[-1], dtype=self.state_dtype,
+                                          device=self.P.device)
+            self.sviews[key] = [S[a:b].view(g.shape) for a, b, g in
+                                zip(self.offsets, self.offsets[1:], self.gviews)]
+        view = self.sviews[key][j]
+        if like.dtype != S.dtype or like.device != S.device or like.shape != view.shape \
+                or like.layout != torch.strided:
+            return None
+        return view
+
+    def step_view(self, j: int, like) -> Tensor | None:
+        """Parameter ``j``'s 0-d view of the step buffer (made on first use)."""
+        if self.T is None:
+            dtype = like.dtype if isinstance(like, Tensor) else scalar_dtype()
+            device = like.device if isinstance(like, Tensor) else torch.device("cpu")
+            self.T = torch.zeros(len(self.index), dtype=dtype, device=device)
+            self.tviews = [self.T[j] for j in range(len(self.index))]
+        if isinstance(like, Tensor) and (like.numel() != 1 or like.dtype != self.T.dtype
+                                         or like.device != self.T.device):
+            return None
+        return self.tviews[j]
+
+
+class _Layout:
+    """One flat group: its buckets, what the pre-step check compares, and the cached call."""
+
+    __slots__ = ("group", "params", "param_ptrs", "buckets", "gviews", "expected", "flag",
+                 "state_ref", "snap_keys", "snap_values", "call", "runs", "made_len",
+                 "plans")
+
+    def holds(self, group: dict) -> bool:
+        """Whether the group's parameters are still this layout's views."""
+        gp = group["params"]
+        return len(gp) == len(self.params) and all(map(_IS, gp, self.params)) \
+            and list(map(_PTR, gp)) == self.param_ptrs
+
+    def state_holds(self, state) -> bool:
+        return not self.flag.dirty and state is self.state_ref \
+            and len(state) == len(self.snap_keys) and all(map(_IS, state, self.snap_keys)) \
+            and all(map(_IS, state.values(), self.snap_values))
+
+
+def _layouts(optimizer) -> dict:
+    layouts = optimizer.__dict__.get(_KEY)
+    if layouts is None:
+        layouts = optimizer.__dict__[_KEY] = {}
+    return layouts
+
+
+def _layout_of(optimizer, group: dict) -> _Layout | None:
+    layout = optimizer.__dict__.get(_KEY, {}).get(id(group))
+    return layout if layout is not None and layout.group is group else None
+
+
+def check_group(optimizer, group: dict) -> None:
+    """Refuse a flat group the layout cannot hold (ValueError naming the reason)."""
+    if group.get("differentiable"):
+        raise ValueError("flat=True cannot be combined with differentiable=True (the update "
+                         "must stay per-tensor in the autograd graph)")
+    for i, p in enumerate(group["params"]):
+        if p.is_complex() or not p.is_floating_point():
+            raise ValueError(f"flat=True: parameter {i} has dtype {p.dtype}; the flat layout "
+                             "holds real floating-point parameters (put complex ones in a "
+                             "group with flat=False)")
+        if p.layout != torch.strided or hasattr(p, "placements"):
+            raise ValueError(f"flat=True: parameter {i} is not a plain dense tensor "
+                             f"({type(p).__name__}, {p.layout}); the flat layout holds dense "
+                             "local tensors (not sparse tensors or DTensor shards)")
+
+
+def lay_out(optimizer, group: dict) -> _Layout:
+    """Make ``group`` flat from its tensors as they are now: parameters, existing gradients and
+    state are copied into new buffers and rebound to views of them."""
+    params = list(group["params"])
+    keys: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        keys.setdefault((p.device, p.dtype), []).append(i)
+    layout = _Layout()
+    layout.group, layout.params, layout.flag = group, params, _Flag()
+    layout.buckets = []
+    gviews: list[Tensor | None] = [None] * len(params)
+    state = optimizer.state
+    state_dtype = group.get("state_dtype")
+    with torch.no_grad():
+        for index in keys.values():
+            members = [params[i] for i in index]
+            bucket = _Bucket(index, members, state_dtype)
+            for j, (i, p) in enumerate(zip(index, members)):
+                a, b = bucket.offsets[j], bucket.offsets[j + 1]
+                bucket.P[a:b].copy_(p.detach().reshape(-1))
+                grad = p.grad
+                p.data = bucket.P[a:b].view(p.shape)
+                gviews[i] = bucket.gviews[j]
+                if grad is not None:
+                    if grad.layout != torch.strided:
+                        grad = grad.to_dense()
+                    bucket.gviews[j].copy_(grad)
+                    p.grad = bucket.gviews[j]
+            layout.buckets.append(bucket)
+    layout.gviews = gviews
+    layout.param_ptrs = list(map(_PTR, params))
+    layout.expected = list(gviews)
+    layout.call = layout.runs = layout.made_len = None
+    layout.plans = 0  # how many times the call was planned (read by tests)
+    layout.state_ref, layout.snap_keys, layout.snap_values = None, [], []
+    _seat_all(optimizer, layout)
+    layouts = _layouts(optimizer)
+    live = set(map(id, optimizer.param_groups))
+    for key in [key for key in layouts if key not in live]:
+        del layouts[key]
+    layouts[id(group)] = layout
+    return layout
+
+
+def _seat(bucket: _Bucket, j: int, st: dict, flag: _Flag) -> FlatState:
+    """Parameter ``j``'s state with every tensor that can live in the buffers moved there (its
+    values copied); the rest kept as it is."""
+    seated = {}
+    for key, value in st.items():
+        if key == "step":
+            view = bucket.step_view(j, value)
+            if view is None:
+                seated[key] = value
+                continue
+            if value is not view:
+                if isinstance(value, Tensor):
+                    view.copy_(value)
+                else:
+                    view.fill_(float(value))
+            seated[key] = view
+        elif isinstance(value, Tensor):
+            view = bucket.state_view(key, j, value)
+            if view is not None and value is not view:
+                view.copy_(value)
+            seated[key] = value if view is None else view
+        else:
+            seated[key] = value
+    return FlatState(flag, seated)
+
+
+def _seat_all(optimizer, layout: _Layout) -> None:
+    """Move every parameter's existing state into the buffers (after a layout, a load, or a
+    write into a state dict) and drop the cached call."""
+    state = optimizer.state
+    flag = layout.flag
+    with torch.no_grad():
+        for bucket in layout.buckets:
+            for j, i in enumerate(bucket.index):
+                p = layout.params[i]
+                st = state.get(p)
+                if st:
+                    state[p] = _seat(bucket, j, st, flag)
+    flag.dirty = False
+    layout.call = None
+
+
+def _snapshot(optimizer, layout: _Layout) -> None:
+    state = optimizer.state
+    layout.state_ref = state
+    layout.snap_keys = list(state)
+    layout.snap_values = list(state.values())
+
+
+def _plan(optimizer, layout: _Layout, group: dict, grads: list) -> None:
+    """Runs of parameters that take one call, from the gradients present now: state made for
+    parameters that have a gradient and none yet, all state seated, the call cached."""
+    spec = optimizer.algorithm
+    state = optimizer.state
+    stateless = spec.stateless(group)
+    flag = layout.flag
+    params = layout.params
+    runs = []  # (bucket, j0, j1, keys)
+    single = []  # group positions updated on their own
+    with torch.no_grad():
+        for bucket in layout.buckets:
+            views = {key: bucket.sviews.get(key) for key in spec.state_keys}
+            steps = bucket.T.tolist() if bucket.T is not None else None
+            run = None
+            for j, i in enumerate(bucket.index):
+                p = params[i]
+                signature = None
+                if grads[i] is not None:
+                    st = None
+                    if not stateless or p in state:
+                        st = state[p]
+                        if not st:
+                            optimizer._make_state(p, st, group)
+                        if not isinstance(st, FlatState) or _unseated(st, bucket, j):
+                            st = state[p] = _seat(bucket, j, st, flag)
+                    signature = _signature(st, bucket, j, views, steps)
+                    if signature is None:
+                        single.append(i)
+                if signature is not None and run is not None and run[3] == signature \
+                        and run[2] == j:
+                    run[2] = j + 1
+                    continue
+                if run is not None:
+                    runs.append(run)
+                run = [bucket, j, j + 1, signature] if signature is not None else None
+            if run is not None:
+                runs.append(run)
+    flag.dirty = False
+    layout.plans += 1
+    _build_call(optimizer, layout, runs, single)
+    layout.expected = [v if g is not None else None for v, g in zip(layout.gviews, grads)]
+    _snapshot(optimizer, layout)
+
+
+def _unseated(st: dict, bucket: _Bucket, j: int) -> bool:
+    for key, value in st.items():
+        if key == "step":
+            if bucket.T is None or value is not bucket.tviews[j]:
+                return True
+        elif isinstance(value, Tensor):
+            views = bucket.sviews.get(key)
+            if views is None or value is not views[j]:
+                return True
+    return False
+
+
+def _signature(st, bucket: _Bucket, j: int, views: dict, steps) -> tuple | None:
+    """What a run's parameters must share: their state keys, each (key, kind) with kind
+    "buffer", "step" or "none" (a None entry), and their step count; None if this parameter's
+    state is not all in the buffers."""
+    if st is None:
+        return (), None
+    keys = []
+    step = None
+    for key, value in st.items():
+        if key == "step":
+            if bucket.T is None or value is not bucket.tviews[j]:
+                return None
+            step = value.item()
+            keys.append((key, "step"))
+        elif isinstance(value, Tensor):
+            col = views.get(key) or bucket.sviews.get(key)
+            if col is None or value is not col[j]:
+                return None
+            keys.append((key, "buffer"))
+        elif value is None:
+            keys.append((key, "none"))
+        else:
+            return None
+    return tuple(sorted(keys)), step
+
+
+def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> None:
+    """The tensors of the group's call: one slice of each buffer per run, then the parameters
+    updated on their own."""
+    params, grads, states, fixes, made_len = [], [], [], [], []
+    state = optimizer.state
+    for bucket, j0, j1, (keys, step) in runs:
+        a, b = bucket.offsets[j0], bucket.offsets[j1]
+        params.append(bucket.P[a:b])
+        grads.append(bucket.G[a:b])
+        st = {}
+        for key, kind in keys:
+            if kind == "buffer":
+                st[key] = bucket.S[key][a:b]
+            elif kind == "none":
+                st[key] = None
+            else:
+                st[key] = bucket.tviews[j0]
+                if j1 - j0 > 1:
+                    fixes.append((bucket.T[j0 + 1:j1], bucket.tviews[j0]))
+        states.append(st)
+        made_len.append(len(st))
+    for i in single:
+        p = layout.params[i]
+        params.append(p)
+        grads.append(layout.gviews[i])
+        states.append(state[p] if p in state else {})
+        made_len.append(None)
+    layout.call = (params, grads, states, fixes)
+    layout.runs = runs
+    layout.made_len = made_len
+
+
+def _take_grads(layout: _Layout, grads: list) -> bool:
+    """Copy gradients that are not the buffer's views (new ones from backward after
+    ``zero_grad(set_to_none=True)``, or assigned) into the buffer. False where the set of
+    parameters with a gradient changed (the runs must be planned again)."""
+    fresh = [(v, g) for v, g in zip(layout.gviews, grads) if g is not None and g is not v]
+    if fresh:
+        views, new = zip(*fresh)
+        for v, g in fresh:
+            if g.layout != torch.strided:
+                raise ValueError("flat=True: a parameter has a sparse gradient; the flat "
+                                 "layout keeps dense gradients (use flat=False for this group)")
+            if g.shape != v.shape or g.dtype != v.dtype or g.device != v.device:
+                raise ValueError(f"flat=True: a gradient of shape {tuple(g.shape)}, {g.dtype} "
+                                 f"on {g.device} does not match its parameter "
+                                 f"({tuple(v.shape)}, {v.dtype} on {v.device})")
+        with torch.no_grad():
+            torch._foreach_copy_(list(views), list(new))
+    return list(map(_IS, grads, repeat(None))) == list(map(_IS, layout.expected, repeat(None)))
+
+
+def step(optimizer, group: dict, grad_scale: float) -> None:
+    """The update of flat ``group``: checks in bulk, then its cached call (see module doc)."""
+    layout = _layout_of(optimizer, group)
+    if layout is None or not layout.holds(group):
+        check_group(optimizer, group)
+        layout = lay_out(optimizer, group)
+    grads = list(map(_GRAD, layout.params))
+    plan = layout.call is None
+    if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
+        plan = True
+    plan = plan or not layout.state_holds(optimizer.state)
+    if not plan:
+        for rest, first in layout.call[3]:
+            if not torch.equal(rest, first.expand_as(rest)):
+                plan = True
+                break
+    if plan:
+        _plan(optimizer, layout, group, grads)
+    params, grads_, states, fixes = layout.call
+    if not params:
+        return
+    optimizer._run_group(group, params, grads_, states, grad_scale, plan=False)
+    with torch.no_grad():
+        for rest, first in fixes:
+            rest.copy_(first.expand_as(rest))
+    # a state the step made (SGD's momentum buffer on its first step) moves into the buffers
+    if any(n is not None and len(st) != n for st, n in zip(states, layout.made_len)):
+        _adopt(optimizer, layout)
+    elif any(n is None for n in layout.made_len) and layout.flag.dirty:
+        _seat_all(optimizer, layout)
+        _snapshot(optimizer, layout)
+
+
+def _adopt(optimizer, layout: _Layout) -> None:
+    """Copy state tensors a run's call made into the buffers and give each parameter its
+    views."""
+    state = optimizer.state
+    with torch.no_grad():
+        for (bucket, j0, j1, _), st in zip(layout.runs, layout.call[2]):
+            a = bucket.offsets[j0]
+            for key, value in st.items():
+                if key == "step" or not isinstance(value, Tensor) or key in bucket.S \
+                        and value.data_ptr() == bucket.S[key][a:].data_ptr():
+                    continue
+                for j in range(j0, j1):
+                    p = layout.params[bucket.index[j]]
+                    lo, hi = bucket.offsets[j] - a, bucket.offsets[j + 1] - a
+                    dict.__setitem__(state[p], key, value[lo:hi].view(p.shape))
+    _seat_all(optimizer, layout)
+    _snapshot(optimizer, layout)
+
+
+def zero_grad(optimizer, set_to_none: bool) -> list | None:
+    """Flat groups' part of ``zero_grad``: None where torch's zero_grad does all (no flat group,
+    or ``set_to_none=True``), else the groups left for torch's zero_grad after the flat ones'
+    gradient buffers were zeroed and their existing gradients put back as views."""
+    if set_to_none or not any(g.get("flat") for g in optimizer.param_groups):
+        return None
+    rest = []
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            if not group.get("flat"):
+                rest.append(group)
+                continue
+            layout = _layout_of(optimizer, group)
+            if layout is None or not layout.holds(group):
+                try:
+                    check_group(optimizer, group)
+                except ValueError:
+                    rest.append(group)  # the step will refuse it; zero as torch does
+                    continue
+                layout = lay_out(optimizer, group)
+            grads = list(map(_GRAD, layout.params))
+            if not all(map(_IS, grads, layout.gviews)):
+                for p, g, v in zip(layout.params, grads, layout.gviews):
+                    if g is not None and g is not v:
+                        p.grad = v  # zeroed below, as torch zeroes the gradient it has
+            for bucket in layout.buckets:
+                bucket.G.zero_()
+    return rest
+
+
+def plain_state(state_dict: dict) -> None:
+    """Turn flat groups' per-parameter state in a ``state_dict`` into plain dicts (torch's)."""
+    state = state_dict["state"]
+    for key, value in state.items():
+        if isinstance(value, FlatState):
+            state[key] = dict(value)
+
+
+def after_load(optimizer) -> None:
+    """After ``load_state_dict`` replaced the groups and the state: each flat group keeps its
+    buffers (found by its parameters) and the loaded state is copied into them."""
+    layouts = optimizer.__dict__.get(_KEY)
+    if not layouts:
+        return
+    old = list(layouts.values())
+    layouts.clear()
+    for group in optimizer.param_groups:
+        if not group.get("flat"):
+            continue
+        match = next((lay for lay in old if len(lay.params) == len(group["params"])
+                      and all(map(_IS, lay.params, group["params"]))), None)
+        if match is None:
+            continue  # laid out at its next step
+        match.group = group
+        layouts[id(group)] = match
+        if match.holds(group):
+            _seat_all(optimizer, match)
