@@ -205,6 +205,9 @@ def check_group(optimizer, group: dict) -> None:
     if group.get("differentiable"):
         raise ValueError("flat=True cannot be combined with differentiable=True (the update "
                          "must stay per-tensor in the autograd graph)")
+    if len(set(map(id, group["params"]))) != len(group["params"]):
+        raise ValueError("flat=True: a parameter appears more than once in the group; each "
+                         "parameter is one slice of the buffer")
     for i, p in enumerate(group["params"]):
         if p.is_complex() or not p.is_floating_point():
             raise ValueError(f"flat=True: parameter {i} has dtype {p.dtype}; the flat layout "
@@ -227,6 +230,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
     layout.group, layout.params, layout.flag = group, params, _Flag()
     layout.buckets = []
     gviews: list[Tensor | None] = [None] * len(params)
+    expected: list[Tensor | None] = [None] * len(params)  # a view where a gradient exists
     state = optimizer.state
     state_dtype = group.get("state_dtype")
     with torch.no_grad():
@@ -240,6 +244,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
                 p.data = bucket.P[a:b].view(p.shape)
                 gviews[i] = bucket.gviews[j]
                 if grad is not None:
+                    expected[i] = gviews[i]
                     if grad.layout != torch.strided:
                         grad = grad.to_dense()
                     bucket.gviews[j].copy_(grad)
@@ -247,7 +252,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
             layout.buckets.append(bucket)
     layout.gviews = gviews
     layout.param_ptrs = list(map(_PTR, params))
-    layout.expected = list(gviews)
+    layout.expected = expected
     layout.call = layout.runs = layout.made_len = None
     layout.plans = 0  # how many times the call was planned (read by tests)
     layout.state_ref, layout.snap_keys, layout.snap_values = None, [], []
