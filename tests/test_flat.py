@@ -432,3 +432,20 @@ def test_optimizer_pickles_and_deep_copies():
         clone.step(False)
         ref.step(False)
     assert_same(clone, ref)
+
+
+@pytest.mark.parametrize("shapes", [[(3,), (0,), (), (2, 2)], [(3,), (), (2, 2)], [(5,), (2, 3)]])
+def test_empty_and_scalar_parameters(shapes):
+    gen = torch.Generator().manual_seed(2)
+    ps = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    qs = [nn.Parameter(p.detach().clone()) for p in ps]
+    flat, ref = adaptim.Adam(ps, lr=0.1, flat=True), adaptim.Adam(qs, lr=0.1)
+    for _ in range(3):
+        for p, q in zip(ps, qs):  # new gradient tensors each step (set_to_none=True's case)
+            p.grad = torch.randn(p.shape, generator=gen)
+            q.grad = p.grad.clone()
+        flat.step()
+        ref.step()
+    assert all(torch.equal(p, q) for p, q in zip(ps, qs))
+    assert all(p.grad.data_ptr() != v.data_ptr() for p, v in
+               zip(ps, _flat._layout_of(flat, flat.param_groups[0]).gviews) if p.numel())

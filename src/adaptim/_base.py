@@ -249,9 +249,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         grad_scale = _guard.before_update(self)
         if grad_scale is None:
             return
+        flat = _flat.prepare(self)  # flat groups checked before any group steps
         for group in self.param_groups:
-            if group.get("flat"):
-                _flat.step(self, group, grad_scale)  # views of one buffer: see adaptim._flat
+            if flat is not None and group.get("flat"):
+                _flat.step(self, group, grad_scale, flat)  # views of one buffer: adaptim._flat
                 continue
             if _fused.planned_step(self, group, grad_scale):
                 continue  # the group's cached kernel call still holds: nothing to gather

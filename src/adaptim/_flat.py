@@ -51,6 +51,12 @@ __all__ = ["FlatState", "after_load", "check_group", "lay_out", "plain_state", "
 _GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
 _IS = operator.is_
+_IS_NOT = operator.is_not
+_LAYOUT = operator.attrgetter("layout")
+_SHAPE = operator.attrgetter("shape")
+_DTYPE = operator.attrgetter("dtype")
+_DEVICE = operator.attrgetter("device")
+_CHUNK_CAT = getattr(torch, "_chunk_cat", None)  # torch >= 2.4
 _KEY = "_adaptim_flat"  # optimizer.__dict__ entry: {id(group): _Layout}
 
 
@@ -174,7 +180,7 @@ class _Layout:
 
     __slots__ = ("group", "params", "param_ptrs", "buckets", "gviews", "expected", "flag",
                  "state_ref", "snap_keys", "snap_values", "call", "runs", "made_len",
-                 "plans")
+                 "plans", "kinds")
 
     def holds(self, group: dict) -> bool:
         """Whether the group's parameters are still this layout's views."""
@@ -253,7 +259,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
     layout.gviews = gviews
     layout.param_ptrs = list(map(_PTR, params))
     layout.expected = expected
-    layout.call = layout.runs = layout.made_len = None
+    layout.call = layout.runs = layout.made_len = layout.kinds = None
     layout.plans = 0  # how many times the call was planned (read by tests)
     layout.state_ref, layout.snap_keys, layout.snap_values = None, [], []
     _seat_all(optimizer, layout)
@@ -314,87 +320,97 @@ def _snapshot(optimizer, layout: _Layout) -> None:
     layout.snap_values = list(state.values())
 
 
-def _plan(optimizer, layout: _Layout, group: dict, grads: list) -> None:
-    """Runs of parameters that take one call, from the gradients present now: state made for
-    parameters that have a gradient and none yet, all state seated, the call cached."""
+_UNKNOWN = object()  # a parameter whose state is not known to be in the buffers
+
+
+def _seat_group(optimizer, layout: _Layout, group: dict, grads: list) -> None:
+    """State made for the parameters that have a gradient and none yet (as the default layout
+    makes it on their first step), every state moved into the buffers, and each parameter's
+    kind recorded: its state keys as they sit in the buffers, None for a parameter updated on
+    its own, _UNKNOWN for one without state."""
     spec = optimizer.algorithm
     state = optimizer.state
     stateless = spec.stateless(group)
     flag = layout.flag
     params = layout.params
-    runs = []  # (bucket, j0, j1, keys)
-    single = []  # group positions updated on their own
+    kinds = [_UNKNOWN] * len(params)
     with torch.no_grad():
         for bucket in layout.buckets:
-            views = {key: bucket.sviews.get(key) for key in spec.state_keys}
-            steps = bucket.T.tolist() if bucket.T is not None else None
-            run = None
             for j, i in enumerate(bucket.index):
                 p = params[i]
-                signature = None
-                if grads[i] is not None:
-                    st = None
-                    if not stateless or p in state:
-                        st = state[p]
-                        if not st:
-                            optimizer._make_state(p, st, group)
-                        if not isinstance(st, FlatState) or _unseated(st, bucket, j):
-                            st = state[p] = _seat(bucket, j, st, flag)
-                    signature = _signature(st, bucket, j, views, steps)
-                    if signature is None:
-                        single.append(i)
-                if signature is not None and run is not None and run[3] == signature \
-                        and run[2] == j:
-                    run[2] = j + 1
-                    continue
-                if run is not None:
-                    runs.append(run)
-                run = [bucket, j, j + 1, signature] if signature is not None else None
-            if run is not None:
-                runs.append(run)
+                st = state.get(p)
+                if grads[i] is not None and st is None and not stateless:
+                    st = state[p]
+                if grads[i] is not None and st is not None and not st:
+                    optimizer._make_state(p, st, group)
+                if st:
+                    kind = _kind(st, bucket, j)
+                    if kind is None:
+                        st = state[p] = _seat(bucket, j, st, flag)
+                        kind = _kind(st, bucket, j)
+                    kinds[i] = kind
+                elif st is not None or stateless:
+                    kinds[i] = ((), False)  # no state (yet): SGD, whose buffer a step makes
     flag.dirty = False
-    layout.plans += 1
-    _build_call(optimizer, layout, runs, single)
-    layout.expected = [v if g is not None else None for v, g in zip(layout.gviews, grads)]
+    layout.kinds = kinds
     _snapshot(optimizer, layout)
 
 
-def _unseated(st: dict, bucket: _Bucket, j: int) -> bool:
-    for key, value in st.items():
-        if key == "step":
-            if bucket.T is None or value is not bucket.tviews[j]:
-                return True
-        elif isinstance(value, Tensor):
-            views = bucket.sviews.get(key)
-            if views is None or value is not views[j]:
-                return True
-    return False
-
-
-def _signature(st, bucket: _Bucket, j: int, views: dict, steps) -> tuple | None:
-    """What a run's parameters must share: their state keys, each (key, kind) with kind
-    "buffer", "step" or "none" (a None entry), and their step count; None if this parameter's
-    state is not all in the buffers."""
-    if st is None:
-        return (), None
+def _kind(st: dict, bucket: _Bucket, j: int):
+    """(state keys with where each lives, whether there is a step count) for a parameter whose
+    state is all in the buffers (a None entry allowed); None otherwise."""
     keys = []
-    step = None
+    has_step = False
     for key, value in st.items():
         if key == "step":
             if bucket.T is None or value is not bucket.tviews[j]:
                 return None
-            step = value.item()
-            keys.append((key, "step"))
+            has_step = True
         elif isinstance(value, Tensor):
-            col = views.get(key) or bucket.sviews.get(key)
-            if col is None or value is not col[j]:
+            views = bucket.sviews.get(key)
+            if views is None or value is not views[j]:
                 return None
             keys.append((key, "buffer"))
         elif value is None:
             keys.append((key, "none"))
         else:
             return None
-    return tuple(sorted(keys)), step
+    return tuple(sorted(keys)), has_step
+
+
+def _plan(optimizer, layout: _Layout, group: dict, grads: list, full: bool) -> None:
+    """Runs of consecutive parameters that have a gradient, the same state keys in the buffers
+    and the same step count, from the gradients present now; the call cached. ``full``: make
+    and seat state first (else only where a parameter with a gradient has no known state)."""
+    kinds = layout.kinds
+    if full or kinds is None or any(
+            kinds[i] is _UNKNOWN for i, g in enumerate(grads) if g is not None):
+        _seat_group(optimizer, layout, group, grads)
+        kinds = layout.kinds
+    runs = []  # [bucket, j0, j1, (kind, step)]
+    single = []  # group positions updated on their own
+    for bucket in layout.buckets:
+        steps = bucket.T.tolist() if bucket.T is not None else None
+        run = None
+        for j, i in enumerate(bucket.index):
+            signature = None
+            if grads[i] is not None:
+                kind = kinds[i]
+                if kind is None:
+                    single.append(i)
+                else:
+                    signature = (kind[0], steps[j] if kind[1] else None, kind[1])
+            if signature is not None and run is not None and run[3] == signature:
+                run[2] = j + 1
+                continue
+            if run is not None:
+                runs.append(run)
+            run = [bucket, j, j + 1, signature] if signature is not None else None
+        if run is not None:
+            runs.append(run)
+    layout.plans += 1
+    _build_call(optimizer, layout, runs, single)
+    layout.expected = [v if g is not None else None for v, g in zip(layout.gviews, grads)]
 
 
 def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> None:
@@ -402,7 +418,7 @@ def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> No
     updated on their own."""
     params, grads, states, fixes, made_len = [], [], [], [], []
     state = optimizer.state
-    for bucket, j0, j1, (keys, step) in runs:
+    for bucket, j0, j1, (keys, _, has_step) in runs:
         a, b = bucket.offsets[j0], bucket.offsets[j1]
         params.append(bucket.P[a:b])
         grads.append(bucket.G[a:b])
@@ -410,12 +426,12 @@ def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> No
         for key, kind in keys:
             if kind == "buffer":
                 st[key] = bucket.S[key][a:b]
-            elif kind == "none":
-                st[key] = None
             else:
-                st[key] = bucket.tviews[j0]
-                if j1 - j0 > 1:
-                    fixes.append((bucket.T[j0 + 1:j1], bucket.tviews[j0]))
+                st[key] = None
+        if has_step:
+            st["step"] = bucket.tviews[j0]
+            if j1 - j0 > 1:
+                fixes.append((bucket.T[j0 + 1:j1], bucket.tviews[j0]))
         states.append(st)
         made_len.append(len(st))
     for i in single:
@@ -429,44 +445,78 @@ def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> No
     layout.made_len = made_len
 
 
+def _concatenate(layout: _Layout, grads: list) -> bool:
+    """Every gradient new: one flattening concatenation per bucket into its buffer (the op
+    FSDP2 copies gradients into its flat buffer with); False where that op is missing or
+    refuses the tensors (an empty one, a 0-d one)."""
+    if _CHUNK_CAT is None:
+        return False
+    try:
+        for bucket in layout.buckets:
+            _CHUNK_CAT([grads[i] for i in bucket.index], 0, 1, out=bucket.G.view(1, -1))
+    except RuntimeError:
+        return False
+    return True
+
+
 def _take_grads(layout: _Layout, grads: list) -> bool:
     """Copy gradients that are not the buffer's views (new ones from backward after
-    ``zero_grad(set_to_none=True)``, or assigned) into the buffer. False where the set of
-    parameters with a gradient changed (the runs must be planned again)."""
-    fresh = [(v, g) for v, g in zip(layout.gviews, grads) if g is not None and g is not v]
-    if fresh:
-        views, new = zip(*fresh)
-        for v, g in fresh:
-            if g.layout != torch.strided:
-                raise ValueError("flat=True: a parameter has a sparse gradient; the flat "
-                                 "layout keeps dense gradients (use flat=False for this group)")
-            if g.shape != v.shape or g.dtype != v.dtype or g.device != v.device:
-                raise ValueError(f"flat=True: a gradient of shape {tuple(g.shape)}, {g.dtype} "
-                                 f"on {g.device} does not match its parameter "
-                                 f"({tuple(v.shape)}, {v.dtype} on {v.device})")
+    ``zero_grad(set_to_none=True)``, or assigned) into the buffer, checked in bulk first. False
+    where the set of parameters with a gradient changed (the runs must be planned again)."""
+    has = list(map(_IS_NOT, grads, repeat(None)))
+    new = list(map(_IS_NOT, grads, layout.gviews))
+    take = list(map(operator.and_, has, new))
+    if any(take):
+        views = list(compress(layout.gviews, take))
+        fresh = list(compress(grads, take))
+        if set(map(_LAYOUT, fresh)) != {torch.strided}:
+            raise ValueError("flat=True: a parameter has a sparse gradient; the flat layout "
+                             "keeps dense gradients (use flat=False for this group)")
+        if list(map(_SHAPE, fresh)) != list(map(_SHAPE, views)) \
+                or set(map(_DTYPE, fresh)) != set(map(_DTYPE, views)) \
+                or set(map(_DEVICE, fresh)) != set(map(_DEVICE, views)) \
+                or not all(map(operator.eq, map(_DTYPE, fresh), map(_DTYPE, views))):
+            raise ValueError("flat=True: a gradient does not match its parameter's shape, dtype "
+                             "or device")
         with torch.no_grad():
-            torch._foreach_copy_(list(views), list(new))
-    return list(map(_IS, grads, repeat(None))) == list(map(_IS, layout.expected, repeat(None)))
+            if not (len(fresh) == len(grads) and _concatenate(layout, grads)):
+                torch._foreach_copy_(views, fresh)
+    return has == list(map(_IS_NOT, layout.expected, repeat(None)))
 
 
-def step(optimizer, group: dict, grad_scale: float) -> None:
-    """The update of flat ``group``: checks in bulk, then its cached call (see module doc)."""
-    layout = _layout_of(optimizer, group)
-    if layout is None or not layout.holds(group):
-        check_group(optimizer, group)
-        layout = lay_out(optimizer, group)
-    grads = list(map(_GRAD, layout.params))
-    plan = layout.call is None
-    if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
-        plan = True
-    plan = plan or not layout.state_holds(optimizer.state)
-    if not plan:
-        for rest, first in layout.call[3]:
-            if not torch.equal(rest, first.expand_as(rest)):
-                plan = True
-                break
-    if plan:
-        _plan(optimizer, layout, group, grads)
+def prepare(optimizer) -> dict | None:
+    """Check every flat group before any group steps (so a refusal changes nothing): its layout
+    is laid out again where a parameter moved, new gradients are copied into the buffer.
+    Returns {id(group): (layout, gradients, what to plan: None, "runs" or "full")}, None
+    without flat groups."""
+    prepared = None
+    for group in optimizer.param_groups:
+        if not group.get("flat"):
+            continue
+        layout = _layout_of(optimizer, group)
+        if layout is None or not layout.holds(group):
+            check_group(optimizer, group)
+            layout = lay_out(optimizer, group)
+        grads = list(map(_GRAD, layout.params))
+        plan = "full" if layout.call is None or not layout.state_holds(optimizer.state) else None
+        if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
+            plan = plan or "runs"
+        if plan is None:
+            for rest, first in layout.call[3]:
+                if not torch.equal(rest, first.expand_as(rest)):
+                    plan = "runs"  # a step count was written: the run splits
+                    break
+        if prepared is None:
+            prepared = {}
+        prepared[id(group)] = (layout, grads, plan)
+    return prepared
+
+
+def step(optimizer, group: dict, grad_scale: float, prepared: dict) -> None:
+    """The update of flat ``group`` after :func:`prepare`: its cached call (see module doc)."""
+    layout, grads, plan = prepared[id(group)]
+    if plan is not None:
+        _plan(optimizer, layout, group, grads, full=plan == "full")
     params, grads_, states, fixes = layout.call
     if not params:
         return
@@ -477,9 +527,9 @@ def step(optimizer, group: dict, grad_scale: float) -> None:
     # a state the step made (SGD's momentum buffer on its first step) moves into the buffers
     if any(n is not None and len(st) != n for st, n in zip(states, layout.made_len)):
         _adopt(optimizer, layout)
-    elif any(n is None for n in layout.made_len) and layout.flag.dirty:
+    elif layout.flag.dirty and any(n is None for n in layout.made_len):
         _seat_all(optimizer, layout)
-        _snapshot(optimizer, layout)
+        layout.call = None
 
 
 def _adopt(optimizer, layout: _Layout) -> None:
