@@ -323,8 +323,6 @@ def test_mixed_dtypes_take_one_bucket_each():
 
 
 def _mixed_forward(model):
-    base = model.forward
-
     def forward(x, use_side=True):
         h = torch.tanh(model.norm(model.inp(x)))
         h = h + torch.relu(model.hidden(h)) + model.side(h)

@@ -237,7 +237,6 @@ def lay_out(optimizer, group: dict) -> _Layout:
     layout.buckets = []
     gviews: list[Tensor | None] = [None] * len(params)
     expected: list[Tensor | None] = [None] * len(params)  # a view where a gradient exists
-    state = optimizer.state
     state_dtype = group.get("state_dtype")
     with torch.no_grad():
         for index in keys.values():
