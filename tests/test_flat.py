@@ -447,3 +447,28 @@ def test_empty_and_scalar_parameters(shapes):
     assert all(torch.equal(p, q) for p, q in zip(ps, qs))
     assert all(p.grad.data_ptr() != v.data_ptr() for p, v in
                zip(ps, _flat._layout_of(flat, flat.param_groups[0]).gviews) if p.numel())
+
+
+def test_rebinding_a_gradient_views_memory_is_detected():
+    flat, ref = Run("adam", True), Run("adam", False)
+
+    def rebind(run):
+        run.opt.zero_grad(set_to_none=False)
+        loss_of(run.model, 7).backward()
+        g = run.model.head.weight.grad
+        g.data = g.data.clone().mul_(2.0)  # same gradient object, other memory
+
+    for _ in range(2):
+        flat.step(False)
+        ref.step(False)
+    for run in (flat, ref):
+        rebind(run)
+        run.opt.step()
+    assert_same(flat, ref)
+
+
+@pytest.mark.parametrize("set_to_none", [False, True])
+def test_rebinding_under_both_zero_grad_modes(set_to_none):
+    flat, ref = Run("momentum", True), Run("momentum", False)
+    _break_both(flat, ref, _rebind, set_to_none=set_to_none)
+    assert len(flat.layout().call[0]) == 1

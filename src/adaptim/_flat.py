@@ -180,7 +180,7 @@ class _Layout:
 
     __slots__ = ("group", "params", "param_ptrs", "buckets", "gviews", "expected", "flag",
                  "state_ref", "snap_keys", "snap_values", "call", "runs", "made_len",
-                 "plans", "kinds")
+                 "plans", "kinds", "grad_ptrs")
 
     def holds(self, group: dict) -> bool:
         """Whether the group's parameters are still this layout's views."""
@@ -192,6 +192,17 @@ class _Layout:
         return not self.flag.dirty and state is self.state_ref \
             and len(state) == len(self.snap_keys) and all(map(_IS, state, self.snap_keys)) \
             and all(map(_IS, state.values(), self.snap_values))
+
+
+def _expect(layout: _Layout, expected: list) -> None:
+    """The gradients the next step expects: each parameter's view where it has a gradient,
+    None where it has none; and the views' addresses (a view's ``.data`` can be rebound)."""
+    layout.expected = expected
+    layout.grad_ptrs = list(map(_PTR, _present(expected)))
+
+
+def _present(tensors: list) -> list:
+    return list(compress(tensors, map(_IS_NOT, tensors, repeat(None))))
 
 
 def _layouts(optimizer) -> dict:
@@ -257,7 +268,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
             layout.buckets.append(bucket)
     layout.gviews = gviews
     layout.param_ptrs = list(map(_PTR, params))
-    layout.expected = expected
+    _expect(layout, expected)
     layout.call = layout.runs = layout.made_len = layout.kinds = None
     layout.plans = 0  # how many times the call was planned (read by tests)
     layout.state_ref, layout.snap_keys, layout.snap_values = None, [], []
@@ -409,7 +420,7 @@ def _plan(optimizer, layout: _Layout, group: dict, grads: list, full: bool) -> N
             runs.append(run)
     layout.plans += 1
     _build_call(optimizer, layout, runs, single)
-    layout.expected = [v if g is not None else None for v, g in zip(layout.gviews, grads)]
+    _expect(layout, [v if g is not None else None for v, g in zip(layout.gviews, grads)])
 
 
 def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> None:
@@ -500,6 +511,11 @@ def prepare(optimizer) -> dict | None:
         plan = "full" if layout.call is None or not layout.state_holds(optimizer.state) else None
         if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
             plan = plan or "runs"
+        elif list(map(_PTR, _present(layout.expected))) != layout.grad_ptrs:
+            check_group(optimizer, group)  # a gradient view's memory was rebound
+            layout = lay_out(optimizer, group)
+            grads = list(map(_GRAD, layout.params))
+            plan = "full"
         if plan is None:
             for rest, first in layout.call[3]:
                 if not torch.equal(rest, first.expand_as(rest)):
