@@ -21,17 +21,20 @@ Step. The parameters of a bucket that have a gradient, state in the buffers and 
 counts form runs of consecutive parameters; each run is one slice of every buffer, so the
 group's update is one call of the group's usual path (the fused kernel, Triton or the reference
 rule, :meth:`AdaptimOptimizer._run_group`) on one tensor per run: one run in the common case.
-Steps counts of a run are advanced together. A parameter whose state cannot live in a buffer
+The step counts of a run are advanced together. A parameter whose state cannot live in a buffer
 (another dtype, a tensor of another shape) is updated on its own.
 
-What is checked before each step, in bulk (C-level ``map``, no Python loop per tensor): the
-group's parameter list, each parameter's address (``p.data = ...``, ``module.to()``), each
-gradient's identity (``p.grad = other``, set to None, re-created by backward), the identity of
-``optimizer.state`` and of its entries, writes into a parameter's state dict (seen by the dict
-itself), and that the step counts of each run are still equal. A parameter that moved makes the
-group laid out again from the tensors as they are now (values kept); a new gradient is copied
-into the buffer; changed state is copied into the buffers. Nothing is written through a stale
-pointer: the kernel only ever sees the buffers, which the layout owns.
+What is checked before each step, for every flat group before any group steps (so a refusal
+changes nothing), in bulk (C-level ``map``, no Python loop per tensor): the group's parameter
+list, each parameter's address (``p.data = ...``, ``module.to()``), each gradient's identity
+(``p.grad = other``, set to None, re-created by backward) and each gradient view's address,
+the identity of ``optimizer.state`` and of its entries, writes into a parameter's state dict
+(seen by the dict itself), and that the step counts of each run are still equal. A parameter
+or gradient view that moved makes the group laid out again from the tensors as they are now
+(values kept); a new gradient is copied into the buffer; changed state is copied into the
+buffers. Nothing is written through a stale pointer: the kernel only ever sees the buffers,
+which the layout owns. Not seen: rebinding a state tensor's ``.data`` in place, and writes that
+bypass the dict's methods (``dict.__setitem__(state, ...)``).
 """
 
 from __future__ import annotations
@@ -234,6 +237,9 @@ def check_group(optimizer, group: dict) -> None:
             raise ValueError(f"flat=True: parameter {i} is not a plain dense tensor "
                              f"({type(p).__name__}, {p.layout}); the flat layout holds dense "
                              "local tensors (not sparse tensors or DTensor shards)")
+        if p.grad is not None and p.grad.layout != torch.strided:
+            raise ValueError(f"flat=True: parameter {i} has a sparse gradient; the flat layout "
+                             "keeps dense gradients (use flat=False for this group)")
 
 
 def lay_out(optimizer, group: dict) -> _Layout:
@@ -261,8 +267,6 @@ def lay_out(optimizer, group: dict) -> _Layout:
                 gviews[i] = bucket.gviews[j]
                 if grad is not None:
                     expected[i] = gviews[i]
-                    if grad.layout != torch.strided:
-                        grad = grad.to_dense()
                     bucket.gviews[j].copy_(grad)
                     p.grad = bucket.gviews[j]
             layout.buckets.append(bucket)
