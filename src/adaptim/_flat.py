@@ -56,10 +56,8 @@ _PTR = Tensor.data_ptr
 _IS = operator.is_
 _IS_NOT = operator.is_not
 _LAYOUT = operator.attrgetter("layout")
-_SHAPE = operator.attrgetter("shape")
+_NUMEL = Tensor.numel
 _DTYPE = operator.attrgetter("dtype")
-_DEVICE = operator.attrgetter("device")
-_CHUNK_CAT = getattr(torch, "_chunk_cat", None)  # torch >= 2.4
 _KEY = "_adaptim_flat"  # optimizer.__dict__ entry: {id(group): _Layout}
 
 
@@ -459,20 +457,6 @@ def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> No
     layout.made_len = made_len
 
 
-def _concatenate(layout: _Layout, grads: list) -> bool:
-    """Every gradient new: one flattening concatenation per bucket into its buffer (the op
-    FSDP2 copies gradients into its flat buffer with); False where that op is missing or
-    refuses the tensors (an empty one, a 0-d one)."""
-    if _CHUNK_CAT is None:
-        return False
-    try:
-        for bucket in layout.buckets:
-            _CHUNK_CAT([grads[i] for i in bucket.index], 0, 1, out=bucket.G.view(1, -1))
-    except RuntimeError:
-        return False
-    return True
-
-
 def _take_grads(layout: _Layout, grads: list) -> bool:
     """Copy gradients that are not the buffer's views (new ones from backward after
     ``zero_grad(set_to_none=True)``, or assigned) into the buffer, checked in bulk first. False
@@ -486,15 +470,14 @@ def _take_grads(layout: _Layout, grads: list) -> bool:
         if set(map(_LAYOUT, fresh)) != {torch.strided}:
             raise ValueError("flat=True: a parameter has a sparse gradient; the flat layout "
                              "keeps dense gradients (use flat=False for this group)")
-        if list(map(_SHAPE, fresh)) != list(map(_SHAPE, views)) \
-                or set(map(_DTYPE, fresh)) != set(map(_DTYPE, views)) \
-                or set(map(_DEVICE, fresh)) != set(map(_DEVICE, views)) \
-                or not all(map(operator.eq, map(_DTYPE, fresh), map(_DTYPE, views))):
-            raise ValueError("flat=True: a gradient does not match its parameter's shape, dtype "
-                             "or device")
+        # torch's .grad setter and autograd keep a gradient's shape, dtype and device those of
+        # its parameter; the sizes and dtypes are checked again (a .data rebinding could differ)
+        if list(map(_NUMEL, fresh)) != list(map(_NUMEL, views)) \
+                or not all(map(_IS, map(_DTYPE, fresh), map(_DTYPE, views))):
+            raise ValueError("flat=True: a gradient does not match its parameter's size or "
+                             "dtype")
         with torch.no_grad():
-            if not (len(fresh) == len(grads) and _concatenate(layout, grads)):
-                torch._foreach_copy_(views, fresh)
+            torch._foreach_copy_(views, fresh)
     return has == list(map(_IS_NOT, layout.expected, repeat(None)))
 
 
