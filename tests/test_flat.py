@@ -28,6 +28,8 @@ OPTIMIZERS = {  # name -> constructor settings (registry name, options)
     "adamw": ("adamw", {}),
     "rmsprop": ("rmsprop", {"centered": True, "momentum": 0.9}),
     "momentum": ("momentum", {"weight_decay": 1e-3}),
+    "nesterov": ("nesterov", {}),
+    "sgd": ("sgd", {}),
     "adagrad": ("adagrad", {}),
     "adadelta": ("adadelta", {}),
 }

@@ -286,6 +286,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             self.algorithm.reference_step(group, params, grads, states,
                                           self._foreach_chosen(group, params, grads))
 
+    @torch._disable_dynamo  # as torch.optim's zero_grad
     def zero_grad(self, set_to_none: bool = True) -> None:
         """torch.optim's ``zero_grad``. In ``flat`` groups, ``set_to_none=False`` zeroes the
         gradient buffer in one pass and puts each gradient back as its view of the buffer;
