@@ -181,7 +181,7 @@ class _Layout:
 
     __slots__ = ("group", "params", "param_ptrs", "buckets", "gviews", "expected", "flag",
                  "state_ref", "snap_keys", "snap_values", "call", "runs", "made_len",
-                 "plans", "kinds", "grad_ptrs")
+                 "plans", "kinds", "present", "grad_ptrs")
 
     def holds(self, group: dict) -> bool:
         """Whether the group's parameters are still this layout's views."""
@@ -199,7 +199,8 @@ def _expect(layout: _Layout, expected: list) -> None:
     """The gradients the next step expects: each parameter's view where it has a gradient,
     None where it has none; and the views' addresses (a view's ``.data`` can be rebound)."""
     layout.expected = expected
-    layout.grad_ptrs = list(map(_PTR, _present(expected)))
+    layout.present = _present(expected)
+    layout.grad_ptrs = list(map(_PTR, layout.present))
 
 
 def _present(tensors: list) -> list:
@@ -498,7 +499,7 @@ def prepare(optimizer) -> dict | None:
         plan = "full" if layout.call is None or not layout.state_holds(optimizer.state) else None
         if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
             plan = plan or "runs"
-        elif list(map(_PTR, _present(layout.expected))) != layout.grad_ptrs:
+        elif list(map(_PTR, layout.present)) != layout.grad_ptrs:
             check_group(optimizer, group)  # a gradient view's memory was rebound
             layout = lay_out(optimizer, group)
             grads = list(map(_GRAD, layout.params))
