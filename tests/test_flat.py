@@ -478,3 +478,16 @@ def test_rebinding_under_both_zero_grad_modes(set_to_none):
     flat, ref = Run("momentum", True), Run("momentum", False)
     _break_both(flat, ref, _rebind, set_to_none=set_to_none)
     assert len(flat.layout().call[0]) == 1
+
+
+def test_triton_path_takes_the_flat_tensors(monkeypatch):
+    """The CUDA path (Triton kernels), run by Triton's interpreter on the CPU: one launch for
+    the flat group, the same numbers as the default layout."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(_fused, "_TRITON_ON_CPU", True)
+    flat, ref = Run("adam", True, fused=True), Run("adam", False, fused=True)
+    for _ in range(2):
+        flat.step(False)
+        ref.step(False)
+    assert_same(flat, ref)
+    assert len(flat.layout().call[0]) == 1
