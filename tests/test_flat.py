@@ -491,3 +491,22 @@ def test_triton_path_takes_the_flat_tensors(monkeypatch):
         ref.step(False)
     assert_same(flat, ref)
     assert len(flat.layout().call[0]) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+def test_create_graph_backward_replaces_the_gradient_and_is_copied():
+    """With create_graph=True autograd adds out of place (a new .grad tensor): the step copies
+    it into the buffer."""
+    flat, ref = Run("adam", True), Run("adam", False)
+    flat.step(False)
+    ref.step(False)
+    views = list(flat.layout().gviews)
+    for run in (flat, ref):
+        run.opt.zero_grad(set_to_none=False)
+        loss_of(run.model, 3).backward(create_graph=True)
+    assert not any(p.grad is v for p, v in zip(flat.model.parameters(), views))
+    for run in (flat, ref):
+        for p in run.model.parameters():
+            p.grad = p.grad.detach()
+        run.opt.step()
+    assert_same(flat, ref)
