@@ -443,8 +443,9 @@ def _build_call(optimizer, layout: _Layout, runs: list, single: list[int]) -> No
                 st[key] = None
         if has_step:
             st["step"] = bucket.tviews[j0]
-            if j1 - j0 > 1:
-                fixes.append((bucket.T[j0 + 1:j1], bucket.tviews[j0]))
+            if j1 - j0 > 1:  # the run's other counts follow its first: (rest, first expanded)
+                rest = bucket.T[j0 + 1:j1]
+                fixes.append((rest, bucket.tviews[j0].expand_as(rest)))
         states.append(st)
         made_len.append(len(st))
     for i in single:
@@ -506,7 +507,7 @@ def prepare(optimizer) -> dict | None:
             plan = "full"
         if plan is None:
             for rest, first in layout.call[3]:
-                if not torch.equal(rest, first.expand_as(rest)):
+                if not torch.equal(rest, first):
                     plan = "runs"  # a step count was written: the run splits
                     break
         if prepared is None:
@@ -526,7 +527,7 @@ def step(optimizer, group: dict, grad_scale: float, prepared: dict) -> None:
     optimizer._run_group(group, params, grads_, states, grad_scale, plan=False)
     with torch.no_grad():
         for rest, first in fixes:
-            rest.copy_(first.expand_as(rest))
+            rest.copy_(first)
     # a state the step made (SGD's momentum buffer on its first step) moves into the buffers
     if any(n is not None and len(st) != n for st, n in zip(states, layout.made_len)):
         _adopt(optimizer, layout)
