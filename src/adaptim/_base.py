@@ -83,8 +83,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     validation, reference rule, kernel fields), and a constructor with torch's signature plus
     adaptim's options (documented in each class, see :mod:`adaptim.optimizers._docs`).
 
-    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) say how a
-    step runs; ``load_state_dict`` keeps this optimizer's values for them.
+    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``, ``flat``) say
+    how a step runs; ``load_state_dict`` keeps this optimizer's values for them.
     """
 
     algorithm: Algorithm
@@ -329,8 +329,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         hyperparameter, every state key and every state tensor's shape — and on any mismatch a
         ValueError is raised with the optimizer left exactly as it was.
 
-        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) keep this
-        optimizer's values: a checkpoint says what to compute, the constructor how to run it.
+        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``, ``flat``)
+        keep this optimizer's values: a checkpoint says what to compute, the constructor how to
+        run it.
         A numeric ``step`` (older torch checkpoints) becomes a tensor, as torch.optim does.
         """
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():

@@ -93,8 +93,9 @@ def compose(cls, summary: str, example: str) -> str:
         "\n".join(_entries([n for n in names if n in torch_names], signature, docs)),
         "adaptim's options (keyword-only):",
         "\n".join(_entries([n for n in names if n not in torch_names], signature, docs)),
-        textwrap.fill("The execution options (fused, foreach, differentiable, capturable) say "
-                      "how a step runs; load_state_dict keeps this optimizer's values for them.",
+        textwrap.fill("The execution options (fused, foreach, differentiable, capturable, flat) "
+                      "say how a step runs; load_state_dict keeps this optimizer's values for "
+                      "them.",
                       width=96),
         textwrap.fill(f"State per parameter (as torch.optim.{cls.__name__}, so checkpoints load "
                       f"into either): {state}.", width=96),
