@@ -510,3 +510,28 @@ def test_create_graph_backward_replaces_the_gradient_and_is_copied():
             p.grad = p.grad.detach()
         run.opt.step()
     assert_same(flat, ref)
+
+
+def test_several_flat_groups_beside_a_default_one():
+    def groups(model, flat):
+        return [{"params": [*model.inp.parameters(), *model.norm.parameters()], "flat": flat},
+                {"params": [*model.hidden.parameters(), *model.side.parameters()], "lr": 5e-3,
+                 "flat": flat},
+                {"params": model.head.parameters(), "lr": 2e-2}]
+
+    runs = []
+    for flat in (True, False):
+        run = Run("adam", False)
+        run.opt = adaptim.Adam(groups(run.model, flat), lr=1e-2, weight_decay=1e-2)
+        runs.append(run)
+    flat, ref = runs
+    for _ in range(3):
+        flat.step(False)
+        ref.step(False)
+    plans = [flat.layout(i).plans for i in (0, 1)]
+    for _ in range(3):
+        flat.step(False)
+        ref.step(False)
+    assert_same(flat, ref)
+    assert [flat.layout(i).plans for i in (0, 1)] == plans  # steady: nothing planned again
+    assert flat.layout(2) is None and [len(flat.layout(i).call[0]) for i in (0, 1)] == [1, 1]

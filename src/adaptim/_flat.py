@@ -59,6 +59,7 @@ _LAYOUT = operator.attrgetter("layout")
 _NUMEL = Tensor.numel
 _DTYPE = operator.attrgetter("dtype")
 _KEY = "_adaptim_flat"  # optimizer.__dict__ entry: {id(group): _Layout}
+_SNAP = "_adaptim_flat_state"  # optimizer.__dict__ entry: the state snapshot
 
 
 class _Flag:
@@ -180,7 +181,7 @@ class _Layout:
     """One flat group: its buckets, what the pre-step check compares, and the cached call."""
 
     __slots__ = ("group", "params", "param_ptrs", "buckets", "gviews", "expected", "flag",
-                 "state_ref", "snap_keys", "snap_values", "call", "runs", "made_len",
+                 "call", "runs", "made_len",
                  "plans", "kinds", "present", "grad_ptrs")
 
     def holds(self, group: dict) -> bool:
@@ -189,10 +190,6 @@ class _Layout:
         return len(gp) == len(self.params) and all(map(_IS, gp, self.params)) \
             and list(map(_PTR, gp)) == self.param_ptrs
 
-    def state_holds(self, state) -> bool:
-        return not self.flag.dirty and state is self.state_ref \
-            and len(state) == len(self.snap_keys) and all(map(_IS, state, self.snap_keys)) \
-            and all(map(_IS, state.values(), self.snap_values))
 
 
 def _expect(layout: _Layout, expected: list) -> None:
@@ -274,7 +271,6 @@ def lay_out(optimizer, group: dict) -> _Layout:
     _expect(layout, expected)
     layout.call = layout.runs = layout.made_len = layout.kinds = None
     layout.plans = 0  # how many times the call was planned (read by tests)
-    layout.state_ref, layout.snap_keys, layout.snap_values = None, [], []
     _seat_all(optimizer, layout)
     layouts = _layouts(optimizer)
     live = set(map(id, optimizer.param_groups))
@@ -326,11 +322,24 @@ def _seat_all(optimizer, layout: _Layout) -> None:
     layout.call = None
 
 
-def _snapshot(optimizer, layout: _Layout) -> None:
+def _snapshot(optimizer) -> None:
+    """Remember ``optimizer.state`` as it is (the mapping, its keys and its entries), for
+    :func:`_state_unchanged`; one snapshot per optimizer, shared by its flat groups."""
     state = optimizer.state
-    layout.state_ref = state
-    layout.snap_keys = list(state)
-    layout.snap_values = list(state.values())
+    optimizer.__dict__[_SNAP] = (state, list(state), list(state.values()))
+
+
+def _state_unchanged(optimizer) -> bool:
+    """Whether ``optimizer.state`` is the mapping of the last snapshot with the same keys and
+    entries (an entry replaced, added or removed, or the state replaced by load_state_dict,
+    shows)."""
+    snap = optimizer.__dict__.get(_SNAP)
+    if snap is None:
+        return False
+    ref, keys, values = snap
+    state = optimizer.state
+    return state is ref and len(state) == len(keys) and all(map(_IS, state, keys)) \
+        and all(map(_IS, state.values(), values))
 
 
 _UNKNOWN = object()  # a parameter whose state is not known to be in the buffers
@@ -366,7 +375,7 @@ def _seat_group(optimizer, layout: _Layout, group: dict, grads: list) -> None:
                     kinds[i] = ((), False)  # no state (yet): SGD, whose buffer a step makes
     flag.dirty = False
     layout.kinds = kinds
-    _snapshot(optimizer, layout)
+    _snapshot(optimizer)
 
 
 def _kind(st: dict, bucket: _Bucket, j: int):
@@ -489,6 +498,7 @@ def prepare(optimizer) -> dict | None:
     Returns {id(group): (layout, gradients, what to plan: None, "runs" or "full")}, None
     without flat groups."""
     prepared = None
+    unchanged = None  # optimizer.state checked once for all flat groups
     for group in optimizer.param_groups:
         if not group.get("flat"):
             continue
@@ -497,7 +507,9 @@ def prepare(optimizer) -> dict | None:
             check_group(optimizer, group)
             layout = lay_out(optimizer, group)
         grads = list(map(_GRAD, layout.params))
-        plan = "full" if layout.call is None or not layout.state_holds(optimizer.state) else None
+        if unchanged is None:
+            unchanged = _state_unchanged(optimizer)
+        plan = "full" if layout.call is None or layout.flag.dirty or not unchanged else None
         if not all(map(_IS, grads, layout.expected)) and not _take_grads(layout, grads):
             plan = plan or "runs"
         elif list(map(_PTR, layout.present)) != layout.grad_ptrs:
@@ -552,7 +564,7 @@ def _adopt(optimizer, layout: _Layout) -> None:
                     lo, hi = bucket.offsets[j] - a, bucket.offsets[j + 1] - a
                     dict.__setitem__(state[p], key, value[lo:hi].view(p.shape))
     _seat_all(optimizer, layout)
-    _snapshot(optimizer, layout)
+    _snapshot(optimizer)
 
 
 def zero_grad(optimizer, set_to_none: bool) -> list | None:
