@@ -189,6 +189,11 @@ def test_zero_grad_semantics():
     params[0].grad = None
     flat.opt.zero_grad(set_to_none=False)
     assert params[0].grad is None and params[1].grad is bucket.gviews[1]
+    # Module.zero_grad(set_to_none=False) zeroes each view in place: they stay the views
+    loss_of(flat.model, 2).backward()
+    flat.model.zero_grad(set_to_none=False)
+    assert all(p.grad is v for p, v in zip(params[1:], bucket.gviews[1:]))
+    assert not bucket.G.any()
 
 
 def test_a_parameter_without_gradient_is_skipped_as_torch_skips_it():
