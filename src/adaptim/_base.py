@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _default_to_fused_or_foreach
 
-from adaptim import _fused, _guard, conventions
+from adaptim import _flat, _fused, _guard, conventions
 from adaptim._fused import _ops
 from adaptim import _validation as V
 from adaptim._tensors import real_view, scalar_dtype
@@ -41,7 +41,7 @@ GROUP_SKIPPED_KEY = "adaptim_skipped_steps"
 # Execution options: choices of *how* a step runs, not *what* it computes. The optimizer's own
 # value (constructor or add_param_group) always wins over a loaded checkpoint's, so loading a
 # torch.optim checkpoint (fused=None, foreach=None) never changes the path the user chose.
-EXECUTION_OPTIONS = ("fused", "foreach", "differentiable", "capturable")
+EXECUTION_OPTIONS = ("fused", "foreach", "differentiable", "capturable", "flat")
 # Devices some adaptim kernel serves for fused=True (C on CPU, Triton on CUDA).
 FUSED_DEVICES = ("cpu", "cuda")
 
@@ -69,10 +69,11 @@ def _warn_sparse_fused(name: str) -> None:
                       "semantics)", RuntimeWarning, stacklevel=4)
 
 
-def common_defaults(state_dtype, max_grad_norm, on_nonfinite) -> dict:
+def common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat=False) -> dict:
     """The options every adaptim optimizer has beyond torch's: state precision (fused steps),
-    clipping inside step() and the non-finite gradient policy."""
-    return dict(state_dtype=state_dtype, max_grad_norm=max_grad_norm, on_nonfinite=on_nonfinite)
+    clipping inside step(), the non-finite gradient policy and the flat layout."""
+    return dict(state_dtype=state_dtype, max_grad_norm=max_grad_norm, on_nonfinite=on_nonfinite,
+                flat=flat)
 
 
 class AdaptimOptimizer(torch.optim.Optimizer):
@@ -82,8 +83,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     validation, reference rule, kernel fields), and a constructor with torch's signature plus
     adaptim's options (documented in each class, see :mod:`adaptim.optimizers._docs`).
 
-    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) say how a
-    step runs; ``load_state_dict`` keeps this optimizer's values for them.
+    Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``, ``flat``) say
+    how a step runs; ``load_state_dict`` keeps this optimizer's values for them.
     """
 
     algorithm: Algorithm
@@ -106,7 +107,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         for flag in ("foreach", "fused"):
             if flag in group:
                 V.check_optional_bool(flag, group[flag])
-        for flag in ("differentiable", "capturable"):
+        for flag in ("differentiable", "capturable", "flat"):
             if flag in group:
                 V.check_bool(flag, group[flag])
         if group.get("capturable"):
@@ -154,12 +155,20 @@ class AdaptimOptimizer(torch.optim.Optimizer):
             except RuntimeError:
                 self.param_groups.pop()
                 raise
+        if merged.get("flat"):
+            try:
+                _flat.check_group(self, self.param_groups[-1])
+            except (ValueError, TypeError):
+                self.param_groups.pop()
+                raise
         if self.algorithm.eager_state:
             # torch.optim.Adagrad creates its state eagerly; so do we, so checkpoints match.
             group = self.param_groups[-1]
             for p in group["params"]:
                 if not self.state[p]:
                     self._make_state(p, self.state[p], group)
+        if merged.get("flat"):
+            _flat.lay_out(self, self.param_groups[-1])
 
     # ---------------------------------------------------------------- state
     def _make_state(self, param: Tensor, state: dict, group: dict) -> None:
@@ -240,33 +249,59 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         grad_scale = _guard.before_update(self)
         if grad_scale is None:
             return
+        flat = _flat.prepare(self)  # flat groups checked before any group steps
         for group in self.param_groups:
+            if flat is not None and group.get("flat"):
+                _flat.step(self, group, grad_scale, flat)  # views of one buffer: adaptim._flat
+                continue
             if _fused.planned_step(self, group, grad_scale):
                 continue  # the group's cached kernel call still holds: nothing to gather
             params, grads, states = self._gather(group)
-            if not params:
-                continue
-            # fused=None (the default) means "the fastest exact path": the C kernel for CPU
-            # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
-            # implemented by the fused module's paths.
-            fused = group.get("fused")
-            if any(map(_IS_SPARSE, grads)):
-                # Sparse gradients (SGD, Adagrad) take the reference path: no kernel reads them.
-                if fused:
-                    _warn_sparse_fused(type(self).__name__)
-                fused = False
-            elif group.get("differentiable"):
-                fused = False
-            elif fused is None:
-                fused = not group.get("foreach") and _fused.kernel_suits(params, self, group)
-            if fused or group.get("state_dtype") is not None:
-                _fused.fused_update(self, group, params, grads, states, grad_scale, fused,
-                                    plan=True)
-            else:
-                if grad_scale != 1.0:
-                    torch._foreach_mul_(grads, grad_scale)
-                self.algorithm.reference_step(group, params, grads, states,
-                                              self._foreach_chosen(group, params, grads))
+            if params:
+                self._run_group(group, params, grads, states, grad_scale, plan=True)
+
+    def _run_group(self, group: dict, params: list[Tensor], grads: list[Tensor],
+                   states: list[dict], grad_scale: float, plan: bool) -> None:
+        """One group's update on gathered tensors, by the path its options choose; ``plan``:
+        let the fused path cache the call (only for the group's own tensors)."""
+        # fused=None (the default) means "the fastest exact path": the C kernel for CPU
+        # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
+        # implemented by the fused module's paths.
+        fused = group.get("fused")
+        if any(map(_IS_SPARSE, grads)):
+            # Sparse gradients (SGD, Adagrad) take the reference path: no kernel reads them.
+            if fused:
+                _warn_sparse_fused(type(self).__name__)
+            fused = False
+        elif group.get("differentiable"):
+            fused = False
+        elif fused is None:
+            fused = not group.get("foreach") and _fused.kernel_suits(params, self, group)
+        if fused or group.get("state_dtype") is not None:
+            _fused.fused_update(self, group, params, grads, states, grad_scale, fused,
+                                plan=plan)
+        else:
+            if grad_scale != 1.0:
+                torch._foreach_mul_(grads, grad_scale)
+            self.algorithm.reference_step(group, params, grads, states,
+                                          self._foreach_chosen(group, params, grads))
+
+    @torch._disable_dynamo  # as torch.optim's zero_grad
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch.optim's ``zero_grad``. In ``flat`` groups, ``set_to_none=False`` zeroes the
+        gradient buffer in one pass and puts each gradient back as its view of the buffer;
+        ``set_to_none=True`` sets the gradients to None, as torch.optim does (the next step
+        copies the new gradients into the buffer). See :mod:`adaptim._flat`."""
+        rest = _flat.zero_grad(self, set_to_none)
+        if rest is None:
+            super().zero_grad(set_to_none)
+        elif rest:
+            groups = self.param_groups
+            self.param_groups = rest  # torch's zero_grad for the groups that are not flat
+            try:
+                super().zero_grad(set_to_none)
+            finally:
+                self.param_groups = groups
 
     # An LR scheduler wraps ``optimizer.step`` (in a function torch.compile does not trace: a
     # graph break in every compiled step) only to record that step ran, in ``_opt_called``, unless
@@ -280,6 +315,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         Every saved parameter group also carries ``adaptim_skipped_steps: n``, the copy that
         survives torch.distributed.checkpoint, which keeps only "state" and "param_groups"."""
         state_dict = super().state_dict()
+        _flat.plain_state(state_dict)  # flat groups' state: plain dicts, as torch.optim's
         skipped = int(self.skipped_steps)
         state_dict[EXTRA_STATE_KEY] = {"skipped_steps": skipped}
         for group in state_dict["param_groups"]:
@@ -293,8 +329,9 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         hyperparameter, every state key and every state tensor's shape — and on any mismatch a
         ValueError is raised with the optimizer left exactly as it was.
 
-        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``) keep this
-        optimizer's values: a checkpoint says what to compute, the constructor how to run it.
+        Execution options (``fused``, ``foreach``, ``differentiable``, ``capturable``, ``flat``)
+        keep this optimizer's values: a checkpoint says what to compute, the constructor how to
+        run it.
         A numeric ``step`` (older torch checkpoints) becomes a tensor, as torch.optim does.
         """
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
@@ -343,6 +380,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         # torch casts floating state to the parameter's dtype; restore a group's state_dtype
         for group in self.param_groups:
             _fused.cast_state(self, group)
+        _flat.after_load(self)  # flat groups: the loaded state is copied into their buffers
 
     @staticmethod
     def _saved_skipped_steps(state_dict: dict) -> int:

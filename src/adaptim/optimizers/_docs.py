@@ -42,6 +42,10 @@ SHARED_ARGS = {
     "on_nonfinite": "what step() does when a gradient holds inf or NaN: \"propagate\" "
                     "(torch's behaviour), \"skip\" the step (counted in skipped_steps, saved in "
                     "state_dict) or \"raise\" NonFiniteGradientError",
+    "flat": "True: each group's parameters, gradients and state become views of one contiguous "
+            "buffer per dtype, so a step is one kernel call whatever the tensor count "
+            "(parameters are rebound to views, values kept; see docs/flat.md); False: tensors "
+            "stay as the model made them",
     "convention": "\"torch\", \"tf1\", \"keras\" or \"optax\": take every default that differs "
                   "between frameworks (ε and its placement, decay rates, starting accumulator, "
                   "default lr) from that framework; explicit arguments win "
@@ -89,8 +93,9 @@ def compose(cls, summary: str, example: str) -> str:
         "\n".join(_entries([n for n in names if n in torch_names], signature, docs)),
         "adaptim's options (keyword-only):",
         "\n".join(_entries([n for n in names if n not in torch_names], signature, docs)),
-        textwrap.fill("The execution options (fused, foreach, differentiable, capturable) say "
-                      "how a step runs; load_state_dict keeps this optimizer's values for them.",
+        textwrap.fill("The execution options (fused, foreach, differentiable, capturable, flat) "
+                      "say how a step runs; load_state_dict keeps this optimizer's values for "
+                      "them.",
                       width=96),
         textwrap.fill(f"State per parameter (as torch.optim.{cls.__name__}, so checkpoints load "
                       f"into either): {state}.", width=96),

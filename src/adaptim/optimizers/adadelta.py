@@ -21,12 +21,12 @@ class Adadelta(AdaptimOptimizer):
                  maximize: bool = False, differentiable: bool = False,
                  convention: str = "torch", fused: bool | None = None,
                  state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
-                 on_nonfinite: str = "propagate") -> None:
+                 on_nonfinite: str = "propagate", flat: bool = False) -> None:
         hp = resolve("adadelta", convention, dict(lr=lr, rho=rho, eps=eps))
         defaults = dict(**hp, weight_decay=weight_decay, foreach=foreach, capturable=capturable,
                         maximize=maximize, differentiable=differentiable, convention=convention,
                         fused=fused,
-                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat))
         super().__init__(params, defaults)
 
 

@@ -21,6 +21,7 @@ class Adagrad(AdaptimOptimizer):
                  maximize: bool = False, differentiable: bool = False,
                  fused: bool | None = None, state_dtype: torch.dtype | None = None,
                  max_grad_norm: float | None = None, on_nonfinite: str = "propagate",
+                 flat: bool = False,
                  eps_in_sqrt: bool | None = None, convention: str = "torch") -> None:
         hp = resolve("adagrad", convention, dict(
             lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
@@ -28,7 +29,7 @@ class Adagrad(AdaptimOptimizer):
         defaults = dict(**hp, lr_decay=lr_decay, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, fused=fused,
                         convention=convention,
-                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat))
         super().__init__(params, defaults)
 
 

@@ -23,7 +23,8 @@ class Adam(AdaptimOptimizer):
                  decoupled_weight_decay: bool = False, state_dtype: torch.dtype | None = None,
                  max_grad_norm: float | None = None, on_nonfinite: str = "propagate",
                  eps_in_sqrt: bool | None = None, eps_hat: bool | None = None,
-                 bias_correction: bool = True, convention: str = "torch") -> None:
+                 bias_correction: bool = True, convention: str = "torch",
+                 flat: bool = False) -> None:
         if eps_in_sqrt is True and eps_hat is None:
             eps_hat = False  # an explicit ε placement wins over the convention's (ε̂ in tf1/keras)
         hp = resolve("adam", convention, dict(lr=lr, eps=eps, eps_in_sqrt=eps_in_sqrt,
@@ -33,7 +34,7 @@ class Adam(AdaptimOptimizer):
                         differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay,
                         bias_correction=bias_correction, convention=convention,
-                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat))
         super().__init__(params, defaults)
 
 
@@ -46,14 +47,15 @@ class AdamW(Adam):
                  state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
                  on_nonfinite: str = "propagate", eps_in_sqrt: bool | None = None,
                  eps_hat: bool | None = None, bias_correction: bool = True,
-                 convention: str = "torch") -> None:
+                 convention: str = "torch", flat: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
                          amsgrad=amsgrad, foreach=foreach, maximize=maximize,
                          capturable=capturable, differentiable=differentiable, fused=fused,
                          state_dtype=state_dtype, max_grad_norm=max_grad_norm,
                          on_nonfinite=on_nonfinite, decoupled_weight_decay=True,
                          eps_in_sqrt=eps_in_sqrt, eps_hat=eps_hat,
-                         bias_correction=bias_correction, convention=convention)
+                         bias_correction=bias_correction, convention=convention,
+                         flat=flat)
 
 
 Adam.__doc__ = compose(Adam, """

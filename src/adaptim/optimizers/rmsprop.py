@@ -23,14 +23,15 @@ class RMSprop(AdaptimOptimizer):
                  initial_accumulator_value: float = Default(0.0),
                  lr_in_momentum: bool | None = None, convention: str = "torch",
                  fused: bool | None = None, state_dtype: torch.dtype | None = None,
-                 max_grad_norm: float | None = None, on_nonfinite: str = "propagate") -> None:
+                 max_grad_norm: float | None = None, on_nonfinite: str = "propagate",
+                 flat: bool = False) -> None:
         hp = resolve("rmsprop", convention, dict(
             lr=lr, alpha=alpha, eps=eps, eps_in_sqrt=eps_in_sqrt,
             initial_accumulator_value=initial_accumulator_value, lr_in_momentum=lr_in_momentum))
         defaults = dict(**hp, weight_decay=weight_decay, momentum=momentum, centered=centered,
                         capturable=capturable, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, convention=convention, fused=fused,
-                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat))
         super().__init__(params, defaults)
 
 

@@ -20,11 +20,11 @@ class SGD(AdaptimOptimizer):
                  nesterov: bool = False, *, maximize: bool = False, foreach: bool | None = None,
                  differentiable: bool = False, fused: bool | None = None,
                  state_dtype: torch.dtype | None = None, max_grad_norm: float | None = None,
-                 on_nonfinite: str = "propagate") -> None:
+                 on_nonfinite: str = "propagate", flat: bool = False) -> None:
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, foreach=foreach,
                         differentiable=differentiable, fused=fused,
-                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite))
+                        **common_defaults(state_dtype, max_grad_norm, on_nonfinite, flat))
         super().__init__(params, defaults)
 
 
