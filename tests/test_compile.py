@@ -204,3 +204,33 @@ def test_changes_before_the_step_and_reads_after_it_are_ordered(backend):
             assert torch.equal(a, b)
             assert torch.equal(a.grad, b.grad)
     assert int(opt_c.state[next(compiled.parameters())]["step"]) == 4
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
+def test_parameters_without_gradients_keep_their_values_and_state(backend):
+    # the first layer gets no gradient: the operator updates the others only, at their places
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(6))
+
+    def make():
+        model = _model()
+        opt = adaptim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+
+        def update():
+            opt.step()
+            return [p * 2.0 for p in model.parameters()]
+        return model, opt, update
+
+    eager, opt_e, update_e = make()
+    compiled, opt_c, update_c = make()
+    update_c = torch.compile(update_c, backend=backend)
+    for _ in range(3):
+        for model in (eager, compiled):
+            model.zero_grad()
+            h = model[0](x).detach()  # no gradient reaches the first layer
+            model[2](model[1](h)).square().mean().backward()
+        for a, b in zip(update_c(), update_e()):
+            assert torch.equal(a, b)
+    first = next(compiled.parameters())
+    assert first.grad is None and first not in opt_c.state
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import operator
 import weakref
+from itertools import repeat
 
 import torch
 from torch import Tensor
@@ -57,19 +58,23 @@ def register(optimizer) -> None:
 
 def _as_eager(optimizer, params: list[Tensor], grads: list[Tensor]) -> bool:
     """Whether ``params``/``grads`` are what an eager step gathers now: the optimizer's own
-    parameters, all those that have a gradient, each with its gradient."""
-    live = 0
-    for group in optimizer.param_groups:
-        gp = group["params"]
-        live += len(gp) - list(map(_GRAD, gp)).count(None)
-    return live == len(params) and all(map(operator.is_, map(_GRAD, params), grads))
+    parameters, all those that have a gradient, each with its gradient (a copy's ``grad`` is
+    None, so the second check also finds copies)."""
+    groups = optimizer.param_groups
+    if len(params) != sum(len(group["params"]) for group in groups):
+        live = 0
+        for group in groups:
+            live += sum(map(operator.is_not, map(_GRAD, group["params"]), repeat(None)))
+        if live != len(params):
+            return False
+    return all(map(operator.is_, map(_GRAD, params), grads))
 
 
 def _step(optimizer_id: int, positions: list[int], params: list[Tensor],
           grads: list[Tensor]) -> None:
     """``torch.ops.adaptim.step``: the update of optimizer ``optimizer_id`` applied to
     ``params`` with ``grads``, which stand for its parameters at ``positions`` (counted over
-    its groups in order)."""
+    its groups in order; empty: all of them)."""
     optimizer = _OPTIMIZERS[optimizer_id]
     if _as_eager(optimizer, params, grads):
         optimizer._update_all()
@@ -77,7 +82,7 @@ def _step(optimizer_id: int, positions: list[int], params: list[Tensor],
     # The optimizer's parameters take the given values and gradients (the others none) for the
     # update, and give the results back; their own gradients are put back after.
     flat = [p for group in optimizer.param_groups for p in group["params"]]
-    owners = [flat[i] for i in positions]
+    owners = [flat[i] for i in positions] if positions else flat
     saved = list(map(_GRAD, flat))
     try:
         with torch.no_grad():
@@ -113,4 +118,6 @@ def compiled_step(optimizer) -> None:
     flat = [p for group in vars(optimizer)["param_groups"] for p in group["params"]]
     positions = [i for i, p in enumerate(flat) if p.grad is not None]
     params = [flat[i] for i in positions]
+    if len(params) == len(flat):
+        positions = []  # all of them: nothing for the operator's call to convert
     torch.ops.adaptim.step(id(optimizer), positions, params, [p.grad for p in params])
