@@ -234,3 +234,23 @@ def test_parameters_without_gradients_keep_their_values_and_state(backend):
     assert first.grad is None and first not in opt_c.state
     for a, b in zip(compiled.parameters(), eager.parameters()):
         assert torch.equal(a, b)
+
+
+def test_triton_path_runs_inside_the_operator(monkeypatch):
+    # The Triton kernels (the CUDA default where they are chosen), here in Triton's interpreter
+    # on CPU tensors: the launch runs inside the one operator, bit for bit the eager launch.
+    pytest.importorskip("triton")
+    from adaptim import _fused
+    monkeypatch.setattr(_fused, "_TRITON_ON_CPU", True)
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(7))
+    before = _fused._debug.launches
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled, opt_c = _train("Adam", dict(lr=1e-2, amsgrad=True, fused=True), 3, True, x)
+    _no_breaks_no_recompiles()
+    assert _fused._debug.launches - before == 3
+    eager, opt_e = _train("Adam", dict(lr=1e-2, amsgrad=True, fused=True), 3, False, x)
+    assert _fused._debug.launches - before == 6
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+        for key, value in opt_e.state[b].items():
+            assert torch.equal(opt_c.state[a][key], value), key
