@@ -131,3 +131,126 @@ def test_scheduler_still_checks_the_call_order():
         warnings.simplefilter("error")
         opt2.step()
         sched2.step()
+
+
+@pytest.mark.parametrize("change", ["none", "clip", "scale"])
+def test_forward_backward_change_step_read_in_one_compiled_function_equals_eager(change):
+    # aot_eager runs each aten op as eager does (bits comparable) and hands the operator copies
+    # of its inputs, written back after it: the update must land in those copies
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(4))
+
+    def make():
+        model = _model()
+        opt = adaptim.Adam(model.parameters(), lr=1e-2, amsgrad=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1.0 + 0.05 * s))
+
+        def train():
+            model(x).square().mean().backward()
+            if change == "clip":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1e-3)
+            elif change == "scale":
+                for p in model.parameters():
+                    p.grad.mul_(0.5)
+            opt.step()
+            after = model(x).sum()  # reads the updated parameters
+            opt.zero_grad()
+            return after
+        return model, opt, sched, train
+
+    eager, opt_e, sched_e, train_e = make()
+    compiled, opt_c, sched_c, train_c = make()
+    train_c = torch.compile(train_c, backend="aot_eager")
+    for _ in range(6):
+        assert torch.equal(train_c(), train_e())
+        sched_c.step()
+        sched_e.step()
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+        for key, value in opt_e.state[b].items():
+            assert torch.equal(opt_c.state[a][key], value), key
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager", "eager"])
+def test_changes_before_the_step_and_reads_after_it_are_ordered(backend):
+    # Exact arithmetic (halving, adding 1) so that any backend's bits equal eager's: gradients
+    # changed in place and assigned anew, a parameter changed in place, all before the step, and
+    # the parameters read after it, in one compiled function.
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(5))
+
+    def make():
+        model = _model()
+        opt = adaptim.Adam(model.parameters(), lr=1e-2)
+        params = list(model.parameters())
+
+        def update():
+            params[0].grad.mul_(0.5)
+            params[1].grad = params[1].grad * 0.5
+            with torch.no_grad():
+                params[2].add_(1.0)
+            opt.step()
+            return [p * 2.0 for p in params]
+        return model, opt, update
+
+    eager, opt_e, update_e = make()
+    compiled, opt_c, update_c = make()
+    update_c = torch.compile(update_c, backend=backend)
+    for _ in range(4):
+        for model in (eager, compiled):
+            model.zero_grad()
+            model(x).square().mean().backward()
+        for a, b in zip(update_c(), update_e()):
+            assert torch.equal(a, b)
+        for a, b in zip(compiled.parameters(), eager.parameters()):
+            assert torch.equal(a, b)
+            assert torch.equal(a.grad, b.grad)
+    assert int(opt_c.state[next(compiled.parameters())]["step"]) == 4
+
+
+@pytest.mark.parametrize("backend", ["inductor", "aot_eager"])
+def test_parameters_without_gradients_keep_their_values_and_state(backend):
+    # the first layer gets no gradient: the operator updates the others only, at their places
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(6))
+
+    def make():
+        model = _model()
+        opt = adaptim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+
+        def update():
+            opt.step()
+            return [p * 2.0 for p in model.parameters()]
+        return model, opt, update
+
+    eager, opt_e, update_e = make()
+    compiled, opt_c, update_c = make()
+    update_c = torch.compile(update_c, backend=backend)
+    for _ in range(3):
+        for model in (eager, compiled):
+            model.zero_grad()
+            h = model[0](x).detach()  # no gradient reaches the first layer
+            model[2](model[1](h)).square().mean().backward()
+        for a, b in zip(update_c(), update_e()):
+            assert torch.equal(a, b)
+    first = next(compiled.parameters())
+    assert first.grad is None and first not in opt_c.state
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_triton_path_runs_inside_the_operator(monkeypatch):
+    # The Triton kernels (the CUDA default where they are chosen), here in Triton's interpreter
+    # on CPU tensors: the launch runs inside the one operator, bit for bit the eager launch.
+    pytest.importorskip("triton")
+    from adaptim import _fused
+    monkeypatch.setattr(_fused, "_TRITON_ON_CPU", True)
+    x = torch.randn(32, 8, generator=torch.Generator().manual_seed(7))
+    before = _fused._debug.launches
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        compiled, opt_c = _train("Adam", dict(lr=1e-2, amsgrad=True, fused=True), 3, True, x)
+    _no_breaks_no_recompiles()
+    assert _fused._debug.launches - before == 3
+    eager, opt_e = _train("Adam", dict(lr=1e-2, amsgrad=True, fused=True), 3, False, x)
+    assert _fused._debug.launches - before == 6
+    for a, b in zip(compiled.parameters(), eager.parameters()):
+        assert torch.equal(a, b)
+        for key, value in opt_e.state[b].items():
+            assert torch.equal(opt_c.state[a][key], value), key
