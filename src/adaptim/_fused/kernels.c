@@ -7,15 +7,14 @@
  * range of all tensors together is cut into fixed chunks shared out among threads, so 5,000
  * small tensors cost what one large tensor of the same size costs.
  *
- * The arithmetic mirrors adaptim.functional operation by operation, in the parameter's precision
- * (scalars rounded to it first, as torch does), with fma() exactly where torch's vectorised CPU
+ * The arithmetic mirrors adaptim.functional operation by operation, in float64 for float64
+ * parameters and float32 for all others (scalars rounded to it first, as torch does), with fma() exactly where torch's vectorised CPU
  * kernels use fmadd or are compiled to one (add with alpha, lerp, addcmul). Built with
  * -ffp-contract=off and without -ffast-math so the compiler adds no other contraction or
  * reassociation. Each call also increments every tensor's step (state["step"] += 1) and
  * computes the step-dependent scalars (bias corrections, lr decay) per tensor from it.
  *
- * Modes (the storage of param/grad and of the state):
- *   0: double / double    1: float / float    2: float / bfloat16 (arithmetic in float)
+ * Modes (the storage of param/grad and of the state, one library each): see the table below.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,7 +23,7 @@
 
 #define CHUNK 16384
 
-static inline float bf16_to_f32(uint16_t h) {
+static inline __attribute__((always_inline)) float bf16_to_f32(uint16_t h) {
     uint32_t u = ((uint32_t)h) << 16;
     float f;
     memcpy(&f, &u, sizeof f);
@@ -32,7 +31,7 @@ static inline float bf16_to_f32(uint16_t h) {
 }
 
 /* Round to nearest even, NaN kept NaN: what c10::BFloat16(float) does. */
-static inline uint16_t f32_to_bf16(float f) {
+static inline __attribute__((always_inline)) uint16_t f32_to_bf16(float f) {
     uint32_t u;
     if (f != f) return 0x7FC0;
     memcpy(&u, &f, sizeof u);
@@ -106,56 +105,161 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
     return 0;
 }
 
+/* IEEE float16 <-> float32 in integer arithmetic, written as selects so loops using them
+ * vectorise (GCC 12 vectorises no loop that converts through _Float16: one vcvtss2sh per
+ * element). Both are bit-identical to torch's conversions (.to(torch.float16) on every float32
+ * bit pattern, .float() on every float16 one): round to nearest even, subnormals kept, overflow
+ * to ±inf, a NaN kept NaN with its sign and quiet bit set and the top of its payload. */
+static inline __attribute__((always_inline)) float f16_to_f32(uint16_t h) {
+    uint32_t em = (uint32_t)(h & 0x7FFFu) << 13, exp = em & 0x0F800000u;
+    uint32_t u = em + 0x38000000u; /* normal: exponent rebiased 15 -> 127 */
+    /* inf/NaN: exponent all ones; a NaN gets the quiet bit */
+    uint32_t special = (em + 0x70000000u) | ((em & 0x7FE000u) ? 0x400000u : 0u);
+    u = exp == 0x0F800000u ? special : u;
+    /* zero/subnormal: man · 2^-24, as (2^-14 + man · 2^-24) − 2^-14, exact in float */
+    uint32_t us = em + 0x38800000u, usub;
+    float sub;
+    memcpy(&sub, &us, sizeof sub);
+    sub -= 6.103515625e-05f;
+    memcpy(&usub, &sub, sizeof usub);
+    u = exp == 0 ? usub : u;
+    u |= (uint32_t)(h & 0x8000u) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline __attribute__((always_inline)) uint16_t f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7FFFFFFFu;
+    /* normal half: exponent rebiased 127 -> 15, the 13 dropped bits rounded to nearest even */
+    uint32_t r = a - 0x38000000u;
+    uint32_t normal = (r + 0xFFFu + ((r >> 13) & 1u)) >> 13;
+    /* below 2^-14, a subnormal half (man · 2^-24): adding 0.5 rounds |f| to a multiple of
+     * 2^-24, to nearest even, and leaves man in the low bits of the sum */
+    float x, y;
+    memcpy(&x, &a, sizeof x);
+    y = x + 0.5f;
+    uint32_t v;
+    memcpy(&v, &y, sizeof v);
+    uint32_t res = a < 0x38800000u ? v - 0x3F000000u : normal;
+    res = a >= 0x477FF000u ? 0x7C00u : res;                          /* >= 65520: inf */
+    res = a > 0x7F800000u ? 0x7E00u | ((a >> 13) & 0x3FFu) : res;   /* NaN */
+    return (uint16_t)(sign | res);
+}
+
 /* ---- the rules, instantiated for one mode per library ----
- * Each mode is compiled into its own library (-DADAPTIM_MODE=0|1|2) on first use, so a float32
- * model waits for one third of the code to compile. */
+ * Each mode is compiled into its own library (-DADAPTIM_MODE=0..7) on first use, so a model
+ * waits for the one precision it needs to compile. A mode names the storage of the parameter
+ * (and its gradient, same dtype) and of the state:
+ *   mode  param     state        mode  param     state
+ *   0     float64   float64      4     bfloat16  bfloat16
+ *   1     float32   float32      5     float16   float32
+ *   2     float32   bfloat16     6     float16   bfloat16
+ *   3     bfloat16  float32      7     float16   float16
+ * Arithmetic is in float64 for mode 0 and float32 for every other mode: a 16-bit parameter,
+ * gradient or state element is widened to float32 when loaded (exact), the float32 rule runs on
+ * it, and the new parameter and state are rounded once when stored (round to nearest even). */
 #ifndef ADAPTIM_MODE
-#error "compile with -DADAPTIM_MODE=0 (float64), 1 (float32) or 2 (float32 + bfloat16 state)"
+#error "compile with -DADAPTIM_MODE=0..7 (see kernels.c)"
+#endif
+#define PASTE_(a, b) a##b
+#define PASTE(a, b) PASTE_(a, b)
+/* storage kinds: the C type, the widening load and the rounding store */
+#define STORAGE_F64 double
+#define LOAD_F64(x) (x)
+#define STORE_F64(x) (x)
+#define STORAGE_F32 float
+#define LOAD_F32(x) (x)
+#define STORE_F32(x) (x)
+#define STORAGE_BF16 uint16_t
+#define LOAD_BF16(x) bf16_to_f32(x)
+#define STORE_BF16(x) f32_to_bf16(x)
+#define STORAGE_F16 uint16_t
+#define LOAD_F16(x) f16_to_f32(x)
+#define STORE_F16(x) f32_to_f16(x)
+#if ADAPTIM_MODE == 0
+#define P_KIND F64
+#define S_KIND F64
+#define SUFFIX f64
+#elif ADAPTIM_MODE == 1
+#define P_KIND F32
+#define S_KIND F32
+#define SUFFIX f32
+#elif ADAPTIM_MODE == 2
+#define P_KIND F32
+#define S_KIND BF16
+#define SUFFIX f32_bf16
+#elif ADAPTIM_MODE == 3
+#define P_KIND BF16
+#define S_KIND F32
+#define SUFFIX bf16_f32
+#elif ADAPTIM_MODE == 4
+#define P_KIND BF16
+#define S_KIND BF16
+#define SUFFIX bf16_bf16
+#elif ADAPTIM_MODE == 5
+#define P_KIND F16
+#define S_KIND F32
+#define SUFFIX f16_f32
+#elif ADAPTIM_MODE == 6
+#define P_KIND F16
+#define S_KIND BF16
+#define SUFFIX f16_bf16
+#elif ADAPTIM_MODE == 7
+#define P_KIND F16
+#define S_KIND F16
+#define SUFFIX f16_f16
+#else
+#error "ADAPTIM_MODE must be 0..7"
 #endif
 #if ADAPTIM_MODE == 0
-#define SUFFIX f64
+#define T double
 #define SQRT sqrt
 #define FMA fma
-#define T double
-#define ST double
-#define LD(a, i) ((a)[i])
-#define STR(a, i, v) ((a)[i] = (v))
-#elif ADAPTIM_MODE == 1
-#define SUFFIX f32
+#else
+#define T float
 #define SQRT sqrtf
 #define FMA fmaf
-#define T float
-#define ST float
-#define LD(a, i) ((a)[i])
-#define STR(a, i, v) ((a)[i] = (v))
-#elif ADAPTIM_MODE == 2
-/* bfloat16 state: 256-bit vectors convert 16 <-> 32-bit lanes faster than 512-bit ones here
- * (measured: 512-bit made the bf16 loops slower than the float32 ones). */
+#endif
+#define PT PASTE(STORAGE_, P_KIND)
+#define ST PASTE(STORAGE_, S_KIND)
+#define PLD(a, i) PASTE(LOAD_, P_KIND)((a)[i])
+#define PSTR(a, i, v) ((a)[i] = PASTE(STORE_, P_KIND)(v))
+#define LD(a, i) PASTE(LOAD_, S_KIND)((a)[i])
+#define STR(a, i, v) ((a)[i] = PASTE(STORE_, S_KIND)(v))
+#if ADAPTIM_MODE >= 2
+/* 16-bit conversions (integer shifts and adds): 256-bit vectors convert 16 <-> 32-bit lanes
+ * faster than 512-bit ones here (measured: 512-bit made the bf16 loops slower than the float32
+ * ones). */
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=256")
-#define SUFFIX f32_bf16
-#define SQRT sqrtf
-#define FMA fmaf
-#define T float
-#define ST uint16_t
-#define LD(a, i) bf16_to_f32((a)[i])
-#define STR(a, i, v) ((a)[i] = f32_to_bf16(v))
 #endif
 /* One precision per library, so the body is included once. */
 #include "kernels_body.h"
-#if ADAPTIM_MODE == 2
+
+/* adaptim_store_param / adaptim_load_param (and _state): the parameter's (state's) rounding
+ * store and widening load over n elements, exactly as the rules do them; for the tests. */
+void adaptim_store_param(int64_t n, const T *restrict src, PT *restrict dst) {
+    for (int64_t i = 0; i < n; i++) PSTR(dst, i, src[i]);
+}
+void adaptim_load_param(int64_t n, const PT *restrict src, T *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = PLD(src, i);
+}
+void adaptim_store_state(int64_t n, const T *restrict src, ST *restrict dst) {
+    for (int64_t i = 0; i < n; i++) STR(dst, i, src[i]);
+}
+void adaptim_load_state(int64_t n, const ST *restrict src, T *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = LD(src, i);
+}
+#if ADAPTIM_MODE >= 2
 #pragma GCC pop_options
 #endif
 
-/* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
- * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success. */
-#if ADAPTIM_MODE == 0
-#define SEG(rule) rule##_seg_f64
-#elif ADAPTIM_MODE == 1
-#define SEG(rule) rule##_seg_f32
-#else
-#define SEG(rule) rule##_seg_f32_bf16
-#endif
+#define SEG_(rule, s) rule##_seg_##s
+#define SEG__(rule, s) SEG_(rule, s)
+#define SEG(rule) SEG__(rule, SUFFIX)
 
 /* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
  * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success,
@@ -169,5 +273,5 @@ static int for_all_segments(segment_fn fn, void **ptrs, int64_t n, const int64_t
 
 ADAPTIM_RULES(EXPORT)
 
-int adaptim_abi_version(void) { return 2; }
+int adaptim_abi_version(void) { return 3; }
 int adaptim_mode(void) { return ADAPTIM_MODE; }
