@@ -25,7 +25,6 @@ itself) and ``NONFINITE_POLICIES = ["propagate", "skip", "raise"]``.
 from __future__ import annotations
 
 import copy
-import ctypes
 
 import numpy as np
 import pytest
@@ -313,7 +312,7 @@ def test_nonfinite_gradient_in_bf16(option_set, policy):
     assert not torch.equal(ours_p[0], params_before[0])
 
 
-# ------------------------------------------------------------------ low-precision parameters, C kernel
+# ------------------------------------------------------------------ 16-bit parameters, C kernel
 # Every registry entry with its settings, then every option set of tests/cases.py.
 KERNEL_CASES = [(name, {}) for name in REGISTRY] + [
     (next(n for n, s in REGISTRY.items() if s.cls.__name__ == cls and not s.settings), kw)
@@ -332,7 +331,9 @@ def kernel_case_id(case) -> str:
 def dtypes_id(pair_) -> str:
     dtype, state_dtype = pair_
     name = str(dtype).removeprefix("torch.")
-    return name if state_dtype is None else f"{name}-state_{str(state_dtype).removeprefix('torch.')}"
+    if state_dtype is None:
+        return name
+    return f"{name}-state_{str(state_dtype).removeprefix('torch.')}"
 
 
 @pytest.fixture(scope="module")

@@ -233,8 +233,9 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
     group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
     equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step); bfloat16 and
-    float16 parameters are computed in float32 and rounded once (see the module docstring). ``plan``:
-    cache the group's kernel call for later steps (see :func:`planned_step`) where it can be.
+    float16 parameters are computed in float32 and rounded once (see the module docstring).
+    ``plan``: cache the group's kernel call for later steps (see :func:`planned_step`) where it
+    can be.
     """
     spec = optimizer.algorithm
     if fused is None:
