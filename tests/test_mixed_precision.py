@@ -577,9 +577,21 @@ def test_kernel_conversions_match_torch(low_precision_kernel):
 
 @pytest.mark.slow
 def test_kernel_conversions_match_torch_on_every_float32(low_precision_kernel):
-    """All 2^32 float32 bit patterns, rounded by the kernel and by torch (about a minute)."""
-    chunk = 1 << 26
+    """All 2^32 float32 bit patterns rounded by the kernel and by torch's .to(dtype): float16
+    bit for bit, NaNs included; bfloat16 bit for bit except NaNs (the kernel's 0x7FC0 where
+    torch's vectorised conversion writes 0xFFFF)."""
+    chunk = 1 << 24
     for start in range(0, 1 << 32, chunk):
-        bits = np.arange(start, start + chunk, dtype=np.uint64).astype(np.uint32)
+        floats = np.arange(start, start + chunk, dtype=np.uint64).astype(np.uint32).view(
+            np.float32)
+        source = torch.from_numpy(floats)
         for dtype in LOW_PRECISION:
-            check_stores(dtype, bits)
+            ours = kernel_convert(_fused._MODES[(dtype, dtype)], "adaptim_store_param", floats,
+                                  np.uint16)
+            theirs = source.to(dtype).view(torch.int16).numpy().view(np.uint16)
+            differ = ours != theirs
+            if dtype == torch.float16 or not differ.any():
+                assert not differ.any(), (dtype, hex(start + int(np.flatnonzero(differ)[0])))
+            else:
+                assert (theirs[differ] == 0xFFFF).all() and (ours[differ] == 0x7FC0).all()
+                assert np.isnan(floats[differ]).all()
