@@ -547,7 +547,10 @@ def check_stores(dtype, bits: np.ndarray) -> None:
     mode = _fused._MODES[(dtype, dtype)]
     floats = bits.view(np.float32)
     ours = kernel_convert(mode, "adaptim_store_param", floats, np.uint16)
-    assert np.array_equal(kernel_convert(mode, "adaptim_store_state", floats, np.uint16), ours)
+    # the same bits from the rules' state stores and from the element-wise conversion (float16:
+    # the software one that vector tails and CPUs without F16C use)
+    for fn in ("adaptim_store_state", "adaptim_store_elements"):
+        assert np.array_equal(kernel_convert(mode, fn, floats, np.uint16), ours), fn
     theirs = torch.from_numpy(floats).to(dtype).view(torch.int16).numpy().view(np.uint16)
     nan = np.isnan(floats)
     differ = (ours != theirs) & ~nan
@@ -569,7 +572,7 @@ def test_kernel_conversions_match_torch(low_precision_kernel):
         mode = _fused._MODES[(dtype, dtype)]
         every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16)
         widened_ = torch.from_numpy(every.view(np.int16)).view(dtype).float().numpy()
-        for fn in ("adaptim_load_param", "adaptim_load_state"):
+        for fn in ("adaptim_load_param", "adaptim_load_state", "adaptim_load_elements"):
             ours = kernel_convert(mode, fn, every, np.float32)
             assert np.array_equal(ours.view(np.uint32), widened_.view(np.uint32)), (dtype, fn)
         check_stores(dtype, rounding_edges(dtype))
@@ -577,17 +580,21 @@ def test_kernel_conversions_match_torch(low_precision_kernel):
 
 @pytest.mark.slow
 def test_kernel_conversions_match_torch_on_every_float32(low_precision_kernel):
-    """All 2^32 float32 bit patterns rounded by the kernel and by torch's .to(dtype): float16
-    bit for bit, NaNs included; bfloat16 bit for bit except NaNs (the kernel's 0x7FC0 where
-    torch's vectorised conversion writes 0xFFFF)."""
+    """All 2^32 float32 bit patterns rounded by the kernel (float16: its vector and its
+    element-wise conversion) and by torch's .to(dtype): float16 bit for bit, NaNs included;
+    bfloat16 bit for bit except NaNs (the kernel's 0x7FC0 where torch's vectorised conversion
+    writes 0xFFFF)."""
     chunk = 1 << 24
     for start in range(0, 1 << 32, chunk):
         floats = np.arange(start, start + chunk, dtype=np.uint64).astype(np.uint32).view(
             np.float32)
         source = torch.from_numpy(floats)
         for dtype in LOW_PRECISION:
-            ours = kernel_convert(_fused._MODES[(dtype, dtype)], "adaptim_store_param", floats,
-                                  np.uint16)
+            mode = _fused._MODES[(dtype, dtype)]
+            ours = kernel_convert(mode, "adaptim_store_param", floats, np.uint16)
+            if dtype == torch.float16:  # the vector (F16C) and the element-wise conversion
+                elements = kernel_convert(mode, "adaptim_store_elements", floats, np.uint16)
+                assert np.array_equal(elements, ours), hex(start)
             theirs = source.to(dtype).view(torch.int16).numpy().view(np.uint16)
             differ = ours != theirs
             if dtype == torch.float16 or not differ.any():

@@ -37,9 +37,10 @@ FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-
          "-ffp-contract=off", "-fPIC", "-shared")
 RULES = tuple(ALGORITHMS)  # each exported as adaptim_<rule> (ADAPTIM_RULES in hp_fields.h)
 # Element conversions each library exports, (n, src, dst): the parameter's and the state's
-# rounding store from the arithmetic type and widening load into it, exactly as the rules do them.
+# rounding store from the arithmetic type and widening load into it, as the rules make them, and
+# the parameter's element-wise ones (what vector tails and CPUs without F16C use for float16).
 CONVERSIONS = ("adaptim_store_param", "adaptim_load_param", "adaptim_store_state",
-               "adaptim_load_state")
+               "adaptim_load_state", "adaptim_store_elements", "adaptim_load_elements")
 ABI_VERSION = 3
 
 # mode -> (parameter and gradient dtype, state dtype), as kernels.c numbers them

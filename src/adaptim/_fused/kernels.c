@@ -182,37 +182,58 @@ static inline __attribute__((always_inline)) uint16_t f32_to_f16(float f) {
 #if ADAPTIM_MODE == 0
 #define P_KIND F64
 #define S_KIND F64
-#define SUFFIX f64
+#define MODE_SUFFIX f64
 #elif ADAPTIM_MODE == 1
 #define P_KIND F32
 #define S_KIND F32
-#define SUFFIX f32
+#define MODE_SUFFIX f32
 #elif ADAPTIM_MODE == 2
 #define P_KIND F32
 #define S_KIND BF16
-#define SUFFIX f32_bf16
+#define MODE_SUFFIX f32_bf16
 #elif ADAPTIM_MODE == 3
 #define P_KIND BF16
 #define S_KIND F32
-#define SUFFIX bf16_f32
+#define MODE_SUFFIX bf16_f32
 #elif ADAPTIM_MODE == 4
 #define P_KIND BF16
 #define S_KIND BF16
-#define SUFFIX bf16_bf16
+#define MODE_SUFFIX bf16_bf16
 #elif ADAPTIM_MODE == 5
 #define P_KIND F16
 #define S_KIND F32
-#define SUFFIX f16_f32
+#define MODE_SUFFIX f16_f32
 #elif ADAPTIM_MODE == 6
 #define P_KIND F16
 #define S_KIND BF16
-#define SUFFIX f16_bf16
+#define MODE_SUFFIX f16_bf16
 #elif ADAPTIM_MODE == 7
 #define P_KIND F16
 #define S_KIND F16
-#define SUFFIX f16_f16
+#define MODE_SUFFIX f16_f16
 #else
 #error "ADAPTIM_MODE must be 0..7"
+#endif
+/* float16 with the CPU's F16C instructions: the integer conversions above cost more than the
+ * rule's arithmetic (measured: a float16 Adam step took 2.5x a bfloat16 one), so the segment is
+ * cut into blocks, each block's float16 operands converted to float32 by vcvtph2ps, the float32
+ * rule run on the block, and the float16 results rounded back by vcvtps2ph (the same rounding,
+ * bit for bit). RULE_P_KIND/RULE_S_KIND: the storage the rules themselves then see. */
+#if (ADAPTIM_MODE >= 5) && defined(__F16C__) && defined(__AVX__) && !defined(ADAPTIM_NO_F16C)
+#include <immintrin.h>
+#define F16_BLOCKS 1
+#define RULE_P_KIND F32
+#if ADAPTIM_MODE == 6
+#define RULE_S_KIND BF16
+#else
+#define RULE_S_KIND F32
+#endif
+#define SUFFIX PASTE(MODE_SUFFIX, _blocks)
+#else
+#define F16_BLOCKS 0
+#define RULE_P_KIND P_KIND
+#define RULE_S_KIND S_KIND
+#define SUFFIX MODE_SUFFIX
 #endif
 #if ADAPTIM_MODE == 0
 #define T double
@@ -223,12 +244,12 @@ static inline __attribute__((always_inline)) uint16_t f32_to_f16(float f) {
 #define SQRT sqrtf
 #define FMA fmaf
 #endif
-#define PT PASTE(STORAGE_, P_KIND)
-#define ST PASTE(STORAGE_, S_KIND)
-#define PLD(a, i) PASTE(LOAD_, P_KIND)((a)[i])
-#define PSTR(a, i, v) ((a)[i] = PASTE(STORE_, P_KIND)(v))
-#define LD(a, i) PASTE(LOAD_, S_KIND)((a)[i])
-#define STR(a, i, v) ((a)[i] = PASTE(STORE_, S_KIND)(v))
+#define PT PASTE(STORAGE_, RULE_P_KIND)
+#define ST PASTE(STORAGE_, RULE_S_KIND)
+#define PLD(a, i) PASTE(LOAD_, RULE_P_KIND)((a)[i])
+#define PSTR(a, i, v) ((a)[i] = PASTE(STORE_, RULE_P_KIND)(v))
+#define LD(a, i) PASTE(LOAD_, RULE_S_KIND)((a)[i])
+#define STR(a, i, v) ((a)[i] = PASTE(STORE_, RULE_S_KIND)(v))
 #if ADAPTIM_MODE >= 2
 /* 16-bit conversions (integer shifts and adds): 256-bit vectors convert 16 <-> 32-bit lanes
  * faster than 512-bit ones here (measured: 512-bit made the bf16 loops slower than the float32
@@ -236,30 +257,130 @@ static inline __attribute__((always_inline)) uint16_t f32_to_f16(float f) {
 #pragma GCC push_options
 #pragma GCC target("prefer-vector-width=256")
 #endif
-/* One precision per library, so the body is included once. */
+/* One precision per library, so the body is included once; its segment functions are
+ * <rule>_seg_<SUFFIX>. */
 #include "kernels_body.h"
 
-/* adaptim_store_param / adaptim_load_param (and _state): the parameter's (state's) rounding
- * store and widening load over n elements, exactly as the rules do them; for the tests. */
-void adaptim_store_param(int64_t n, const T *restrict src, PT *restrict dst) {
-    for (int64_t i = 0; i < n; i++) PSTR(dst, i, src[i]);
+#define SEG_(rule, s) rule##_seg_##s
+#define SEG__(rule, s) SEG_(rule, s)
+
+/* The element conversions of the parameter's storage (OUTER: the mode's own, whether or not
+ * the rules see float32 blocks); exported for the tests. */
+#define OUT_PT PASTE(STORAGE_, P_KIND)
+#define OUT_ST PASTE(STORAGE_, S_KIND)
+#define OUT_PLD(x) PASTE(LOAD_, P_KIND)(x)
+#define OUT_PSTR(x) PASTE(STORE_, P_KIND)(x)
+#define OUT_LD(x) PASTE(LOAD_, S_KIND)(x)
+#define OUT_STR(x) PASTE(STORE_, S_KIND)(x)
+
+#if F16_BLOCKS
+#define F16_BLOCK 512
+#define MAX_OPERANDS 5
+/* operands of each rule (param, grad, state...) */
+#define OPERANDS_sgd 3
+#define OPERANDS_adagrad 3
+#define OPERANDS_rmsprop 5
+#define OPERANDS_adadelta 4
+#define OPERANDS_adam 5
+
+static inline void f16_block_load(const uint16_t *restrict src, float *restrict dst, int64_t m) {
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+    for (; i < m; i++) dst[i] = f16_to_f32(src[i]);
 }
-void adaptim_load_param(int64_t n, const PT *restrict src, T *restrict dst) {
-    for (int64_t i = 0; i < n; i++) dst[i] = PLD(src, i);
+
+static inline void f16_block_store(const float *restrict src, uint16_t *restrict dst, int64_t m) {
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8)
+        _mm_storeu_si128((__m128i *)(dst + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < m; i++) dst[i] = f32_to_f16(src[i]);
 }
-void adaptim_store_state(int64_t n, const T *restrict src, ST *restrict dst) {
-    for (int64_t i = 0; i < n; i++) STR(dst, i, src[i]);
+
+/* Elements [b, e) of tensor t, block by block: float16 operands (parameter, gradient and, in
+ * mode 7, the state) widened into float32 buffers, ``rule`` (the float32-storage segment) run
+ * on the block, the parameter and float16 state rounded back. */
+static void f16_blocks(segment_fn rule, int k, void **ptrs, int64_t n, int64_t t, int64_t b,
+                       int64_t e, const double *hp, double step) {
+    float buf[MAX_OPERANDS][F16_BLOCK] __attribute__((aligned(64)));
+    void *block[MAX_OPERANDS];
+    const int f16_state = ADAPTIM_MODE == 7;
+    for (int64_t lo = b; lo < e; lo += F16_BLOCK) {
+        const int64_t m = e - lo < F16_BLOCK ? e - lo : F16_BLOCK;
+        for (int j = 0; j < k; j++) {
+            void *src = ptrs[(int64_t)j * n + t];
+            if (!src) {
+                block[j] = NULL;
+            } else if (j < 2 || f16_state) {
+                f16_block_load((const uint16_t *)src + lo, buf[j], m);
+                block[j] = buf[j];
+            } else {
+                block[j] = (ST *)src + lo;
+            }
+        }
+        rule(block, 1, 0, 0, m, hp, step);
+        for (int j = 0; j < k; j++) {
+            void *dst = ptrs[(int64_t)j * n + t];
+            if (dst && (j == 0 || (j >= 2 && f16_state)))
+                f16_block_store(buf[j], (uint16_t *)dst + lo, m);
+        }
+    }
 }
-void adaptim_load_state(int64_t n, const ST *restrict src, T *restrict dst) {
-    for (int64_t i = 0; i < n; i++) dst[i] = LD(src, i);
+
+#define BLOCKED(rule)                                                                     \
+    static void SEG__(rule, MODE_SUFFIX)(void **ptrs, int64_t n, int64_t t, int64_t b,    \
+                                         int64_t e, const double *hp, double step) {      \
+        f16_blocks(SEG__(rule, SUFFIX), PASTE(OPERANDS_, rule), ptrs, n, t, b, e, hp, step);\
+    }
+ADAPTIM_RULES(BLOCKED)
+#undef BLOCKED
+
+/* adaptim_store_param / adaptim_load_param (and _state): the conversions the rules' stores and
+ * loads make, over n elements; adaptim_store_elements / adaptim_load_elements: the element-wise
+ * ones (tails shorter than a vector, and CPUs without F16C). For the tests. */
+void adaptim_store_param(int64_t n, const float *src, uint16_t *dst) {
+    f16_block_store(src, dst, n);
+}
+void adaptim_load_param(int64_t n, const uint16_t *src, float *dst) {
+    f16_block_load(src, dst, n);
+}
+#if ADAPTIM_MODE == 7
+void adaptim_store_state(int64_t n, const float *src, uint16_t *dst) {
+    f16_block_store(src, dst, n);
+}
+void adaptim_load_state(int64_t n, const uint16_t *src, float *dst) {
+    f16_block_load(src, dst, n);
+}
+#endif
+#else
+void adaptim_store_param(int64_t n, const T *restrict src, OUT_PT *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_PSTR(src[i]);
+}
+void adaptim_load_param(int64_t n, const OUT_PT *restrict src, T *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_PLD(src[i]);
+}
+#endif
+#if !F16_BLOCKS || ADAPTIM_MODE != 7
+void adaptim_store_state(int64_t n, const T *restrict src, OUT_ST *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_STR(src[i]);
+}
+void adaptim_load_state(int64_t n, const OUT_ST *restrict src, T *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_LD(src[i]);
+}
+#endif
+void adaptim_store_elements(int64_t n, const T *restrict src, OUT_PT *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_PSTR(src[i]);
+}
+void adaptim_load_elements(int64_t n, const OUT_PT *restrict src, T *restrict dst) {
+    for (int64_t i = 0; i < n; i++) dst[i] = OUT_PLD(src[i]);
 }
 #if ADAPTIM_MODE >= 2
 #pragma GCC pop_options
 #endif
 
-#define SEG_(rule, s) rule##_seg_##s
-#define SEG__(rule, s) SEG_(rule, s)
-#define SEG(rule) SEG__(rule, SUFFIX)
+#define SEG(rule) SEG__(rule, MODE_SUFFIX)
 
 /* adaptim_<rule>(mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads): steps is NULL (SGD)
  * or n pointers to the step tensors (step_dtype 1: float32, 2: float64). Returns 0 on success,
