@@ -25,6 +25,7 @@ itself) and ``NONFINITE_POLICIES = ["propagate", "skip", "raise"]``.
 from __future__ import annotations
 
 import copy
+import subprocess
 
 import numpy as np
 import pytest
@@ -602,3 +603,19 @@ def test_kernel_conversions_match_torch_on_every_float32(low_precision_kernel):
             else:
                 assert (theirs[differ] == 0xFFFF).all() and (ours[differ] == 0x7FC0).all()
                 assert np.isnan(floats[differ]).all()
+
+
+@pytest.mark.slow
+def test_kernel_float16_without_f16c(low_precision_kernel, tmp_path, monkeypatch):
+    """Where the CPU has no F16C (``-DADAPTIM_NO_F16C`` builds that library here) the rules
+    convert float16 parameter, gradient and state element by element in integer arithmetic:
+    the same bits as the emulation (one compile, 5-30 s)."""
+    mode = _fused._MODES[(torch.float16, torch.float16)]
+    path = tmp_path / f"no_f16c_mode{mode}.so"
+    cc = _ckernel.compiler()
+    subprocess.run([cc, *_ckernel.FLAGS, f"-DADAPTIM_MODE={mode}", "-DADAPTIM_NO_F16C", "-o",
+                    str(path), str(_ckernel.SOURCE_DIR / "kernels.c")], check=True,
+                   capture_output=True, timeout=300)
+    monkeypatch.setitem(_ckernel._libs, mode, _ckernel._open(path, mode))
+    for name in ("adam", "momentum", "rmsprop"):
+        run_against_emulation(name, {}, torch.float16, None, steps=3)
