@@ -8,8 +8,9 @@
  * small tensors cost what one large tensor of the same size costs.
  *
  * The arithmetic mirrors adaptim.functional operation by operation, in float64 for float64
- * parameters and float32 for all others (scalars rounded to it first, as torch does), with fma() exactly where torch's vectorised CPU
- * kernels use fmadd or are compiled to one (add with alpha, lerp, addcmul). Built with
+ * parameters and float32 for all others (scalars rounded to it first, as torch does), with
+ * fma() exactly where torch's vectorised CPU kernels use fmadd or are compiled to one (add with
+ * alpha, lerp, addcmul). Built with
  * -ffp-contract=off and without -ffast-math so the compiler adds no other contraction or
  * reassociation. Each call also increments every tensor's step (state["step"] += 1) and
  * computes the step-dependent scalars (bias corrections, lr decay) per tensor from it.
