@@ -3,12 +3,13 @@
 There is one library per precision mode (:data:`MODE_DTYPES`: the parameter's and the state's
 dtype; 0: float64, 1: float32, 2: float32 parameters with bfloat16 state, 3-7: bfloat16 or
 float16 parameters with float32, bfloat16 or float16 state, computed in float32; float16
-through the CPU's F16C conversions where ``-march=native`` has them), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else
-``$CC``, else ``cc``) and the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else
-``$XDG_CACHE_HOME/adaptim``, else ``~/.cache/adaptim``; a private temporary directory, with one
-warning, where that is not writable) in a file named by a hash of the sources, flags, compiler
-version and CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C
-doubles at each call: nothing is recompiled when lr or any other hyperparameter changes.
+through the CPU's F16C conversions where ``-march=native`` has them), each compiled on first
+use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and the flags below, and
+cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``, else
+``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
+writable) in a file named by a hash of the sources, flags, compiler version and CPU, so a later
+process only loads it (ctypes). Hyperparameters are passed as C doubles at each call: nothing is
+recompiled when lr or any other hyperparameter changes.
 """
 
 from __future__ import annotations
