@@ -14,8 +14,8 @@ named hyperparameter fields (``hp``).
 With ``fused=True``, CUDA groups take the same rules as Triton kernels (:mod:`._triton`), one
 launch per group and step, where triton imports (``fused=None`` on CUDA is the multi-tensor
 reference rule, decided in ``AdaptimOptimizer``). Tensors no kernel takes (CUDA tensors without
-triton, non-contiguous tensors, dtypes other than float32/float64 on CPU, state dtypes other
-than the parameter's or bfloat16 for float32 parameters) go through the reference path: the
+triton, non-contiguous tensors, a parameter and state dtype pair with no kernel mode on CPU:
+see ``_MODES``) go through the reference path: the
 algorithm spec's
 ``reference_step``, on parameter-precision copies of the state when the state is stored in
 another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
@@ -27,6 +27,15 @@ drops the plan and the group is gathered and planned again.
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
+
+bfloat16 and float16 parameters (and their gradients, of the same dtype) take the CPU kernel
+too, with float32, bfloat16 or float16 state (the parameter's dtype by default, as torch.optim
+keeps it; ``state_dtype=torch.float32`` for full-precision state): parameter, gradient and state
+are widened to float32, the float32 rule runs on them, and the new parameter and state are
+rounded once (round to nearest even, bit-identical to torch's ``.to(dtype)``). That is exactly
+the float32 kernel run on float32 copies, rounded after the step; it is not torch.optim's
+for-loop, which computes in the parameter's dtype and rounds after every operation. The
+reference path (``fused=False``) gives those bits.
 """
 
 from __future__ import annotations
@@ -50,10 +59,9 @@ from adaptim._tensors import real_view, scalar_dtype
 __all__ = ["fused_update", "planned_step", "forget_plans", "kernel_available", "kernel_suits",
            "cast_state"]
 
-_MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c)
-    (torch.float64, torch.float64): 0,
-    (torch.float32, torch.float32): 1,
-    (torch.float32, torch.bfloat16): 2,
+_MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c, _ckernel.MODE_DTYPES)
+    (getattr(torch, param), getattr(torch, state)): mode
+    for mode, (param, state) in _ckernel.MODE_DTYPES.items()
 }
 _warned = False
 # CUDA groups take the Triton kernels (_triton.py). Tests set this to run them on CPU groups
@@ -83,18 +91,23 @@ _SGD_REFERENCE_TENSORS = 2
 
 def kernel_suits(params: list[Tensor], optimizer=None, group: dict | None = None) -> bool:
     """What ``fused=None`` (the default) resolves to for one group: True when its parameters
-    are CPU float32/float64 tensors and the C kernel library for their dtype builds and loads on
-    this machine (the first time: a compile of about 2 s, cached), else False, silently: the
-    reference path is exact too, only slower. CUDA groups take the multi-tensor reference rule,
-    and a plain-SGD group of one or two tensors (given ``optimizer`` and ``group``) the
-    per-tensor one, which is faster there than any kernel call."""
+    are CPU float64, float32, bfloat16 or float16 tensors whose dtype, with the group's
+    ``state_dtype`` (None: the parameter's), has a kernel mode (``_MODES``), and that mode's C
+    library builds and loads on this machine (the first time: a compile of about 2 s, cached),
+    else False, silently: the reference path is exact too, only slower. bfloat16/float16
+    parameters on the kernel are computed in float32 and rounded once per step (torch.optim's
+    for-loop, the reference path, rounds after every operation: ``fused=False`` gives its
+    bits). CUDA groups take the multi-tensor reference rule, and a plain-SGD group of one or two
+    tensors (given ``optimizer`` and ``group``) the per-tensor one, which is faster there than
+    any kernel call."""
     if group is not None and len(params) <= _SGD_REFERENCE_TENSORS \
             and not group.get("weight_decay") and optimizer.algorithm.stateless(group):
         return False
     p = params[0]
     if not p.is_cpu or _is_dtensor(p):
         return False
-    mode = _MODES.get((p.dtype, p.dtype))
+    state_dtype = group.get("state_dtype") if group is not None else None
+    mode = _MODES.get((p.dtype, state_dtype or p.dtype))
     return mode is not None and kernel_available(mode)
 
 
@@ -219,8 +232,10 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
     SGD are viewed as real here); ``states`` are initialised state dicts; ``state["step"]`` is
     incremented as on the unfused path. ``fused`` is the group's resolved choice (None: the
     group's own flag); False runs the reference path (bfloat16 state without the kernel). Results
-    equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step). ``plan``:
-    cache the group's kernel call for later steps (see :func:`planned_step`) where it can be.
+    equal the unfused path's (float64 to ~1e-15, float32 to an ulp or two per step); bfloat16 and
+    float16 parameters are computed in float32 and rounded once (see the module docstring).
+    ``plan``: cache the group's kernel call for later steps (see :func:`planned_step`) where it
+    can be.
     """
     spec = optimizer.algorithm
     if fused is None:

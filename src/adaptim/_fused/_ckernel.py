@@ -1,12 +1,15 @@
 """Build, cache and load the C kernel libraries (``kernels.c``) with the system C compiler.
 
-There is one library per precision mode (0: float64, 1: float32, 2: float32 parameters with
-bfloat16 state), each compiled on first use, once per machine, with ``$ADAPTIM_CC`` (else
-``$CC``, else ``cc``) and the flags below, and cached under ``$ADAPTIM_CACHE_DIR`` (else
-``$XDG_CACHE_HOME/adaptim``, else ``~/.cache/adaptim``; a private temporary directory, with one
-warning, where that is not writable) in a file named by a hash of the sources, flags, compiler
-version and CPU, so a later process only loads it (ctypes). Hyperparameters are passed as C
-doubles at each call: nothing is recompiled when lr or any other hyperparameter changes.
+There is one library per precision mode (:data:`MODE_DTYPES`: the parameter's and the state's
+dtype; 0: float64, 1: float32, 2: float32 parameters with bfloat16 state, 3-7: bfloat16 or
+float16 parameters with float32, bfloat16 or float16 state, computed in float32; float16
+through the CPU's F16C conversions where ``-march=native`` has them), each compiled on first
+use, once per machine, with ``$ADAPTIM_CC`` (else ``$CC``, else ``cc``) and the flags below, and
+cached under ``$ADAPTIM_CACHE_DIR`` (else ``$XDG_CACHE_HOME/adaptim``, else
+``~/.cache/adaptim``; a private temporary directory, with one warning, where that is not
+writable) in a file named by a hash of the sources, flags, compiler version and CPU, so a later
+process only loads it (ctypes). Hyperparameters are passed as C doubles at each call: nothing is
+recompiled when lr or any other hyperparameter changes.
 """
 
 from __future__ import annotations
@@ -34,9 +37,20 @@ SOURCES = ("kernels.c", "kernels_body.h", "hp_fields.h")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-fno-math-errno",
          "-ffp-contract=off", "-fPIC", "-shared")
 RULES = tuple(ALGORITHMS)  # each exported as adaptim_<rule> (ADAPTIM_RULES in hp_fields.h)
-ABI_VERSION = 2
+# Element conversions each library exports, (n, src, dst): the parameter's and the state's
+# rounding store from the arithmetic type and widening load into it, as the rules make them, and
+# the parameter's element-wise ones (what vector tails and CPUs without F16C use for float16).
+CONVERSIONS = ("adaptim_store_param", "adaptim_load_param", "adaptim_store_state",
+               "adaptim_load_state", "adaptim_store_elements", "adaptim_load_elements")
+ABI_VERSION = 3
 
-MODES = (0, 1, 2)
+# mode -> (parameter and gradient dtype, state dtype), as kernels.c numbers them
+MODE_DTYPES = {
+    0: ("float64", "float64"), 1: ("float32", "float32"), 2: ("float32", "bfloat16"),
+    3: ("bfloat16", "float32"), 4: ("bfloat16", "bfloat16"), 5: ("float16", "float32"),
+    6: ("float16", "bfloat16"), 7: ("float16", "float16"),
+}
+MODES = tuple(MODE_DTYPES)
 
 # Counters the tests read: how often this process compiled and loaded a library.
 stats = {"builds": 0, "loads": 0, "build_seconds": None, "load_seconds": None, "path": None}
@@ -143,6 +157,10 @@ def _open(path: Path, mode: int) -> ctypes.CDLL:
         # (mode, n, ptrs, sizes, steps, step_dtype, hp, nthreads)
         fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    for name in CONVERSIONS:  # (n, src, dst): the rules' own loads and rounding stores
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
     return lib
 
 

@@ -1,8 +1,10 @@
-/* The update rules for one mode; included by kernels.c with T (arithmetic and param type), ST
- * (state storage type), LD/STR (state load/store), SQRT, FMA and SUFFIX defined.
+/* The update rules for one mode; included by kernels.c with T (arithmetic type), PT (parameter
+ * and gradient storage type), ST (state storage type), PLD/PSTR (parameter and gradient
+ * load/store), LD/STR (state load/store), SQRT, FMA and SUFFIX defined.
  *
- * State is loaded, updated in T and stored once (bf16: rounded once per step; the step itself
- * uses the unrounded T values). Each segment function updates elements [b, e) of tensor t.
+ * Parameter, gradient and state are loaded (widened to T), updated in T and stored once (a
+ * 16-bit parameter or state is rounded once per step; the step itself uses the unrounded T
+ * values). Each segment function updates elements [b, e) of tensor t.
  * Every option is a compile-time flag of an always-inlined loop, and the segment function
  * switches over the flag combinations, so each loop the compiler sees is branch-free and
  * vectorises. Hyperparameters are read by name, hp[ADAM_LR], from hp_fields.h: the fields each
@@ -22,33 +24,34 @@
 #define OPERAND(type, j) ((type *)ptrs[(j) * n + t] + b)
 #define INLINE static inline __attribute__((always_inline))
 
-#define PREPARE_GRAD(g, P, G, i) \
-    T g = G[i] * gs;             \
-    if (has_wd) g = FMA(wd, P[i], g);
+#define PREPARE_GRAD(g, p, G, i) \
+    T g = PLD(G, i) * gs;        \
+    if (has_wd) g = FMA(wd, p, g);
 
 /* SGD: ptrs P, G, BUF. hp: the SGD_* fields (init_buffer: first step, v ← g). */
-INLINE void FN(sgd_loop)(T *restrict P, const T *restrict G, ST *restrict BUF, int64_t e,
+INLINE void FN(sgd_loop)(PT *restrict P, const PT *restrict G, ST *restrict BUF, int64_t e,
                          const double *hp, const int has_wd, const int has_mom,
                          const int nesterov, const int init) {
     const T gs = (T)hp[SGD_GRAD_SCALE], wd = (T)hp[SGD_WEIGHT_DECAY],
             neg_lr = (T)hp[SGD_NEG_LR], mom = (T)hp[SGD_MOMENTUM],
             damp1 = (T)hp[SGD_ONE_MINUS_DAMPENING];
     for (int64_t i = 0; i < e; i++) {
-        PREPARE_GRAD(g, P, G, i)
+        const T p = PLD(P, i);
+        PREPARE_GRAD(g, p, G, i)
         T d = g;
         if (has_mom) {
             T v = init ? g : FMA(damp1, g, LD(BUF, i) * mom);
             STR(BUF, i, v);
             d = nesterov ? FMA(mom, v, g) : v;
         }
-        P[i] = FMA(neg_lr, d, P[i]);
+        PSTR(P, i, FMA(neg_lr, d, p));
     }
 }
 
 static void FN(sgd_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e, const double *hp,
                          double step) {
-    T *P = OPERAND(T, 0);
-    const T *G = OPERAND(const T, 1);
+    PT *P = OPERAND(PT, 0);
+    const PT *G = OPERAND(const PT, 1);
     ST *BUF = OPERAND(ST, 2);
     const int flags = (hp[SGD_HAS_WEIGHT_DECAY] != 0) | (hp[SGD_HAS_MOMENTUM] != 0) << 1
                     | (hp[SGD_NESTEROV] != 0) << 2 | (hp[SGD_INIT_BUFFER] != 0) << 3;
@@ -60,25 +63,26 @@ static void FN(sgd_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
 
 /* AdaGrad: ptrs P, G, SUM. hp: the ADAGRAD_* fields.
  * η_t = η / (1 + (t − 1) · lr_decay), in double as adaptim.functional.adagrad computes it. */
-INLINE void FN(adagrad_loop)(T *restrict P, const T *restrict G, ST *restrict SUM, int64_t e,
+INLINE void FN(adagrad_loop)(PT *restrict P, const PT *restrict G, ST *restrict SUM, int64_t e,
                              const double *hp, double step, const int has_wd,
                              const int eps_in_sqrt) {
     const double clr = hp[ADAGRAD_LR] / (1 + (step - 1) * hp[ADAGRAD_LR_DECAY]);
     const T gs = (T)hp[ADAGRAD_GRAD_SCALE], wd = (T)hp[ADAGRAD_WEIGHT_DECAY],
             neg_clr = (T)(-clr), eps = (T)hp[ADAGRAD_EPS];
     for (int64_t i = 0; i < e; i++) {
-        PREPARE_GRAD(g, P, G, i)
+        const T p = PLD(P, i);
+        PREPARE_GRAD(g, p, G, i)
         T s = FMA(g, g, LD(SUM, i));
         STR(SUM, i, s);
         T std = eps_in_sqrt ? SQRT(s + eps) : SQRT(s) + eps;
-        P[i] = P[i] + (neg_clr * g) / std;
+        PSTR(P, i, p + (neg_clr * g) / std);
     }
 }
 
 static void FN(adagrad_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
                             const double *hp, double step) {
-    T *P = OPERAND(T, 0);
-    const T *G = OPERAND(const T, 1);
+    PT *P = OPERAND(PT, 0);
+    const PT *G = OPERAND(const PT, 1);
     ST *SUM = OPERAND(ST, 2);
     const int flags = (hp[ADAGRAD_HAS_WEIGHT_DECAY] != 0) | (hp[ADAGRAD_EPS_IN_SQRT] != 0) << 1;
     e -= b;
@@ -88,7 +92,7 @@ static void FN(adagrad_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_
 }
 
 /* RMSProp: ptrs P, G, SQUARE_AVG, GRAD_AVG, MOMENTUM_BUFFER. hp: the RMSPROP_* fields. */
-INLINE void FN(rmsprop_loop)(T *restrict P, const T *restrict G, ST *restrict SQ,
+INLINE void FN(rmsprop_loop)(PT *restrict P, const PT *restrict G, ST *restrict SQ,
                              ST *restrict GA, ST *restrict MB, int64_t e, const double *hp,
                              const int has_wd, const int eps_in_sqrt, const int centered,
                              const int has_mom, const int lr_in_mom) {
@@ -100,7 +104,8 @@ INLINE void FN(rmsprop_loop)(T *restrict P, const T *restrict G, ST *restrict SQ
     const int small = fabs((double)w) < 0.5;
     const T coeff = small ? w : w - (T)1;
     for (int64_t i = 0; i < e; i++) {
-        PREPARE_GRAD(g, P, G, i)
+        const T p = PLD(P, i);
+        PREPARE_GRAD(g, p, G, i)
         T sq = FMA(w * g, g, LD(SQ, i) * alpha);
         STR(SQ, i, sq);
         T s = sq;
@@ -117,22 +122,22 @@ INLINE void FN(rmsprop_loop)(T *restrict P, const T *restrict G, ST *restrict SQ
             if (lr_in_mom) {
                 mb = mb + (lr * g) / avg;
                 STR(MB, i, mb);
-                P[i] = P[i] - mb;
+                PSTR(P, i, p - mb);
             } else {
                 mb = mb + g / avg;
                 STR(MB, i, mb);
-                P[i] = FMA(neg_lr, mb, P[i]);
+                PSTR(P, i, FMA(neg_lr, mb, p));
             }
         } else {
-            P[i] = P[i] + (neg_lr * g) / avg;
+            PSTR(P, i, p + (neg_lr * g) / avg);
         }
     }
 }
 
 static void FN(rmsprop_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
                             const double *hp, double step) {
-    T *P = OPERAND(T, 0);
-    const T *G = OPERAND(const T, 1);
+    PT *P = OPERAND(PT, 0);
+    const PT *G = OPERAND(const PT, 1);
     ST *SQ = OPERAND(ST, 2);
     ST *GA = OPERAND(ST, 3);
     ST *MB = OPERAND(ST, 4);
@@ -150,13 +155,14 @@ static void FN(rmsprop_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_
 }
 
 /* AdaDelta: ptrs P, G, SQUARE_AVG, ACC_DELTA. hp: the ADADELTA_* fields. */
-INLINE void FN(adadelta_loop)(T *restrict P, const T *restrict G, ST *restrict SQ,
+INLINE void FN(adadelta_loop)(PT *restrict P, const PT *restrict G, ST *restrict SQ,
                               ST *restrict AD, int64_t e, const double *hp, const int has_wd) {
     const T gs = (T)hp[ADADELTA_GRAD_SCALE], wd = (T)hp[ADADELTA_WEIGHT_DECAY],
             rho = (T)hp[ADADELTA_RHO], w = (T)hp[ADADELTA_ONE_MINUS_RHO],
             eps = (T)hp[ADADELTA_EPS], neg_lr = (T)hp[ADADELTA_NEG_LR];
     for (int64_t i = 0; i < e; i++) {
-        PREPARE_GRAD(g, P, G, i)
+        const T p = PLD(P, i);
+        PREPARE_GRAD(g, p, G, i)
         T sq = FMA(w * g, g, LD(SQ, i) * rho);
         STR(SQ, i, sq);
         T std = SQRT(sq + eps);
@@ -164,14 +170,14 @@ INLINE void FN(adadelta_loop)(T *restrict P, const T *restrict G, ST *restrict S
         T delta = (SQRT(ad + eps) / std) * g;
         ad = FMA(w * delta, delta, ad * rho);
         STR(AD, i, ad);
-        P[i] = FMA(neg_lr, delta, P[i]);
+        PSTR(P, i, FMA(neg_lr, delta, p));
     }
 }
 
 static void FN(adadelta_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
                              const double *hp, double step) {
-    T *P = OPERAND(T, 0);
-    const T *G = OPERAND(const T, 1);
+    PT *P = OPERAND(PT, 0);
+    const PT *G = OPERAND(const PT, 1);
     ST *SQ = OPERAND(ST, 2);
     ST *AD = OPERAND(ST, 3);
     e -= b;
@@ -183,7 +189,7 @@ static void FN(adadelta_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64
  * (eps_form: 0 torch, 1 eps_in_sqrt, 2 eps_hat). The bias corrections b1 = 1 − β₁ᵗ,
  * b2 = 1 − β₂ᵗ and the step size are computed in double from this tensor's step exactly as
  * adaptim.functional.adam does (libm pow and sqrt, as Python's ** and math.sqrt). */
-INLINE void FN(adam_loop)(T *restrict P, const T *restrict G, ST *restrict M, ST *restrict V,
+INLINE void FN(adam_loop)(PT *restrict P, const PT *restrict G, ST *restrict M, ST *restrict V,
                           ST *restrict VMAX, int64_t e, const double *hp, double step,
                           const int has_wd, const int decay_param, const int amsgrad,
                           const int eps_form) {
@@ -200,8 +206,9 @@ INLINE void FN(adam_loop)(T *restrict P, const T *restrict G, ST *restrict M, ST
     const int small = fabs((double)w) < 0.5;
     const T coeff = small ? w : w - (T)1;
     for (int64_t i = 0; i < e; i++) {
-        if (decay_param) P[i] = P[i] * decay;
-        PREPARE_GRAD(g, P, G, i)
+        T p = PLD(P, i);
+        if (decay_param) p = p * decay;
+        PREPARE_GRAD(g, p, G, i)
         T m = LD(M, i);
         m = FMA(coeff, g - m, small ? m : g);
         STR(M, i, m);
@@ -216,14 +223,14 @@ INLINE void FN(adam_loop)(T *restrict P, const T *restrict G, ST *restrict M, ST
         T denom = eps_form == 0 ? SQRT(v) / sqrt_bc2 + eps
                 : eps_form == 1 ? SQRT(v / bc2 + eps)
                 : SQRT(v) + eps;
-        P[i] = P[i] + (neg_step * m) / denom;
+        PSTR(P, i, p + (neg_step * m) / denom);
     }
 }
 
 static void FN(adam_seg)(void **ptrs, int64_t n, int64_t t, int64_t b, int64_t e,
                          const double *hp, double step) {
-    T *P = OPERAND(T, 0);
-    const T *G = OPERAND(const T, 1);
+    PT *P = OPERAND(PT, 0);
+    const PT *G = OPERAND(const PT, 1);
     ST *M = OPERAND(ST, 2);
     ST *V = OPERAND(ST, 3);
     ST *VMAX = OPERAND(ST, 4);

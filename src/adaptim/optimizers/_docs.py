@@ -29,14 +29,17 @@ SHARED_ARGS = {
     "differentiable": "as torch.optim: step() records the update in the autograd graph "
                       "(reference path; gradients flow to the parameters' history, the "
                       "gradients, the state and a tensor lr)",
-    "fused": "None (the fastest exact path): the fused C kernel for CPU float32/float64 groups "
-             "(one pass over memory, equal to the reference path to rounding) and the reference "
-             "path elsewhere; True: a fused step (C on CPU, Triton on CUDA; a warning where none "
+    "fused": "None (the fastest exact path): the fused C kernel for CPU float64, float32, "
+             "bfloat16 and float16 groups (one pass over memory, equal to the reference path to "
+             "rounding; bfloat16/float16 parameters computed in float32 and rounded once per "
+             "step, where torch.optim rounds after every operation) and the reference path "
+             "elsewhere; True: a fused step (C on CPU, Triton on CUDA; a warning where none "
              "can run; as torch.optim, a RuntimeError for parameters no kernel takes and with "
              "differentiable=True); False: the reference path (the rule per tensor, "
              "torch.optim's bits)",
-    "state_dtype": "dtype of the state tensors, e.g. torch.bfloat16 (arithmetic stays float32, "
-                   "state is rounded once per step); None: the parameter's dtype",
+    "state_dtype": "dtype of the state tensors, e.g. torch.bfloat16, or torch.float32 for "
+                   "bfloat16/float16 parameters (arithmetic stays float32, state is rounded once "
+                   "per step); None: the parameter's dtype",
     "max_grad_norm": "clip the global gradient norm to this value inside step() (as "
                      "torch.nn.utils.clip_grad_norm_ over all groups); None: no clipping",
     "on_nonfinite": "what step() does when a gradient holds inf or NaN: \"propagate\" "
