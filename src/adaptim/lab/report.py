@@ -22,10 +22,10 @@ from adaptim.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, evaluate_
 from adaptim.lab.stats import CONFIDENCE
 from adaptim.lab.summary import final_loss, steps_to_target, summarize
 from adaptim.lab.sweep import MAX_EXTENSIONS
-from adaptim.lab.tasks import TASKS
+from adaptim.lab.tasks import TASKS, tier_tasks
 from adaptim.lab.tasks.surfaces import SURFACES
 
-__all__ = ["check_writable", "write_report"]
+__all__ = ["check_writable", "tiers_text", "write_report"]
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
@@ -172,15 +172,23 @@ def _effect_cell(v) -> str:
     return f"{e.mean:+.3g} [{e.lo:+.3g}, {e.hi:+.3g}]"
 
 
+def tiers_text() -> str:
+    """What each tier runs, read from the tasks' tiers."""
+    default, extended = tier_tasks("default"), tier_tasks("extended")
+    text = f"The default tier runs every task ({', '.join(default)})"
+    if extended:
+        return text + f"; --extended adds {', '.join(extended)}."
+    return text + "; no task is marked extended, so --extended runs the same tasks."
+
+
 def _protocol(cfg) -> str:
     """The "How this was measured" section."""
     level = f"{CONFIDENCE:.0%}"
     return (
         "<h2 id='protocol'>How this was measured</h2><ul>"
-        f"<li><b>Tier:</b> {cfg.tier}. The default tier runs every task marked default; "
-        "<code>--extended</code> adds the costly ones (GRU, CNN and the typical-use tasks); "
-        "<code>--fast</code> is a smoke run (short runs, 2 seeds, no tuning) whose verdicts "
-        "are mostly inconclusive by design.</li>"
+        f"<li><b>Tier:</b> {cfg.tier}. {html.escape(tiers_text())} <code>--fast</code> is a "
+        "smoke run of the default tier (short runs, 2 seeds, no tuning) whose verdicts are "
+        "mostly inconclusive by design.</li>"
         "<li><b>Arms.</b> An arm is one optimizer on one task variant with its settings "
         "(clipping, L2, no bias correction, an untuned default rate). Every arm is tuned on "
         "its own: clipped and unclipped, LSTM and RNN, Adam and Adam+L2 each get their own "
@@ -234,8 +242,9 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                  f"<p class='small'>Computed from the runs below, never written by hand: "
                  f"{decisive} of the {len(ran)} rows this tier runs are decisive "
                  f"({sum(v.status == HOLDS for v in ran)} hold, "
-                 f"{sum(v.status == NOT_HOLD for v in ran)} do not); "
-                 f"{len(verdicts) - len(ran)} rows need <code>--extended</code>. "
+                 f"{sum(v.status == NOT_HOLD for v in ran)} do not)"
+                 + (f"; {len(verdicts) - len(ran)} rows need <code>--extended</code>. "
+                    if len(ran) < len(verdicts) else ". ") +
                  "Effect: mean paired difference, positive favours the claim, with its "
                  f"{CONFIDENCE:.0%} interval and the number of pairs n. See "
                  "<a href='#protocol'>how this was measured</a>.</p>")
@@ -290,7 +299,7 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                                                        in s.grid["extensions"].items())
                 parts.append(
                     f"<tr><td>{e(s.variant)}</td><td>{e(s.arm)}</td><td>{e(hp)}</td>"
-                    f"<td class='small'>{e(grid)} ({len(s.sweep)} points)</td>"
+                    f"<td class='small'>{e(grid)} ({len({tuple(h.items()) for h, _ in s.sweep})} points)</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
                     + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>"
                        if metric else "")
