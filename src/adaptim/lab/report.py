@@ -297,9 +297,10 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                 if s.grid.get("extensions"):
                     grid += " · extended " + ", ".join(f"{k} ×{n}" for k, n
                                                        in s.grid["extensions"].items())
+                points = len({tuple(h.items()) for h, _ in s.sweep})  # tuning seeds share one
                 parts.append(
                     f"<tr><td>{e(s.variant)}</td><td>{e(s.arm)}</td><td>{e(hp)}</td>"
-                    f"<td class='small'>{e(grid)} ({len({tuple(h.items()) for h, _ in s.sweep})} points)</td>"
+                    f"<td class='small'>{e(grid)} ({points} points)</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
                     + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>"
                        if metric else "")

@@ -45,7 +45,7 @@ DEFAULT_SEEDS = 5    # evaluation seeds per arm (a task may ask for more)
 @dataclass
 class SuiteConfig:
     """What ``adaptim compare`` runs. ``tasks=None``: every task of the tier (``extended``
-    adds the tasks marked ``tier="extended"``); ``seeds=None``: :data:`DEFAULT_SEEDS` or the task's own minimum
+    adds the tasks marked extended); ``seeds=None``: :data:`DEFAULT_SEEDS` or the task's own minimum
     (2 with ``fast``); ``steps=None``: each task's own; ``lr=None``: per-arm tuning."""
 
     tasks: list[str] | None = None

@@ -3,7 +3,6 @@ reinforcement learning" use the tutorials name for RMSProp and Adam)."""
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 import time
@@ -149,11 +148,11 @@ def evaluation_steps(steps: int) -> list[int]:
 
 def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
     """Double DQN (Mnih et al. 2015; van Hasselt et al. 2016): ε-greedy acting in ``N_ENVS``
-    cart-poles stepped together (one Q-network forward for all of them), a replay buffer, one
-    update of a mini-batch of ``BATCH`` transitions per acting step with the Huber loss on the
-    TD error against a target network copied every ``TARGET_EVERY`` updates, which values the
-    online network's choice of next action. Truncation at the episode cap bootstraps; only
-    termination cuts the return. ``steps`` counts updates.
+    cart-poles stepped together (one Q-network forward for all of them), a replay buffer,
+    ``UPDATES_PER_ACT`` updates of a mini-batch of ``BATCH`` transitions per acting step with
+    the Huber loss on the TD error against a target network copied every ``TARGET_EVERY``
+    updates, which values the online network's choice of next action. Truncation at the
+    episode cap bootstraps; only termination cuts the return. ``steps`` counts updates.
 
     The score is the mean greedy return of the policies saved at ``EVAL_POINTS`` checkpoints
     over the last ``EVAL_SPAN`` of the run, ``EVAL_EPISODES`` episodes each (one checkpoint
@@ -184,8 +183,8 @@ def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
             explore = torch.rand(N_ENVS, generator=gen) < epsilon
             action = torch.where(explore, torch.randint(2, (N_ENVS,), generator=gen), greedy)
         next_state, terminated, truncated = env.step(action)
-        torch.cat([state, next_state, action[:, None].float(), (~terminated)[:, None].float()], dim=1,
-                  out=buffer[position:position + N_ENVS])
+        torch.cat([state, next_state, action[:, None].float(), (~terminated)[:, None].float()],
+                  dim=1, out=buffer[position:position + N_ENVS])
         position = (position + N_ENVS) % BUFFER
         size = min(size + N_ENVS, BUFFER)
         running.add_(1)
@@ -271,7 +270,8 @@ dqn_task = Task(
                  f"Q-network acts ε-greedily in {N_ENVS} cart-poles stepped together as one "
                  f"tensor (ε falls from 1 to {EPS_END} over the first {EPS_FRACTION:.0%} of "
                  f"the run), stores transitions in a replay buffer of {BUFFER:,}, and takes "
-                 f"one Huber-loss update on {BATCH} replayed transitions per acting step "
+                 f"{UPDATES_PER_ACT} Huber-loss updates on {BATCH} replayed transitions per "
+                 "acting step "
                  f"against a target network copied every {TARGET_EVERY} updates, which values "
                  f"the online network's choice of next action (γ = {GAMMA}). The score is the "
                  f"mean greedy return of the policies saved at {EVAL_POINTS} checkpoints over "
