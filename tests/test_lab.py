@@ -139,6 +139,10 @@ def test_report_html_and_csv(tiny):
     for name in result.config.tasks:
         assert f"id='task-{name}'" in html
     assert "id='protocol'" in html and "How this was measured" in html
+    from adaptim.lab.report import tiers_text
+
+    assert html_escape(tiers_text()) in html and "dqn" in tiers_text()  # read from the tiers
+    assert "dqn, 2 seeds" in html  # tasks tuned on several seeds are named
     for fig in ("fig-surfaces-paths", "fig-deep-layers", "fig-exploding-gradnorm",
                 "fig-online-efflr", "fig-adding-loss"):
         assert f"id='{fig}'" in html

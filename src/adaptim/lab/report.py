@@ -20,6 +20,7 @@ from pathlib import Path
 from adaptim.lab import plots
 from adaptim.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, evaluate_claims
 from adaptim.lab.stats import CONFIDENCE
+from adaptim.lab.runner import tuning_seeds
 from adaptim.lab.summary import final_loss, steps_to_target, summarize
 from adaptim.lab.sweep import MAX_EXTENSIONS
 from adaptim.lab.tasks import TASKS, tier_tasks
@@ -175,10 +176,18 @@ def _effect_cell(v) -> str:
 def tiers_text() -> str:
     """What each tier runs, read from the tasks' tiers."""
     default, extended = tier_tasks("default"), tier_tasks("extended")
-    text = f"The default tier runs every task ({', '.join(default)})"
     if extended:
-        return text + f"; --extended adds {', '.join(extended)}."
-    return text + "; no task is marked extended, so --extended runs the same tasks."
+        return (f"The default tier runs {', '.join(default)}; --extended adds "
+                f"{', '.join(extended)}.")
+    return (f"The default tier runs every task ({', '.join(default)}); no task is marked "
+            "extended, so --extended runs the same tasks.")
+
+
+def _multi_seed_tasks() -> str:
+    """The tasks whose sweeps run on more than one tuning seed, with their counts."""
+    named = [f"{name}, {len(tuning_seeds(task))} seeds" for name, task in TASKS.items()
+             if len(tuning_seeds(task)) > 1]
+    return "; ".join(named) or "none"
 
 
 def _protocol(cfg) -> str:
@@ -194,7 +203,9 @@ def _protocol(cfg) -> str:
         "its own: clipped and unclipped, LSTM and RNN, Adam and Adam+L2 each get their own "
         "learning rate.</li>"
         "<li><b>Tuning seed ≠ evaluation seeds.</b> The sweep runs on a tuning seed that no "
-        "comparison uses; the chosen setting then runs on the evaluation seeds 0 … n − 1, and "
+        "comparison uses (on several for a task whose single runs are noisy: "
+        f"{html.escape(_multi_seed_tasks())}; a setting then scores the mean over them); the "
+        "chosen setting then runs on the evaluation seeds 0 … n − 1, and "
         "seed k gives the same initialization and data to every arm of a task (paired).</li>"
         "<li><b>Grids.</b> Half-decade learning-rate grids around a typical value per "
         "optimizer (crossed with weight decay where swept). When the winner sits on an edge, "
