@@ -139,6 +139,10 @@ def test_report_html_and_csv(tiny):
     for name in result.config.tasks:
         assert f"id='task-{name}'" in html
     assert "id='protocol'" in html and "How this was measured" in html
+    from adaptim.lab.report import tiers_text
+
+    assert html_escape(tiers_text()) in html and "dqn" in tiers_text()  # read from the tiers
+    assert "dqn, 2 seeds" in html  # tasks tuned on several seeds are named
     for fig in ("fig-surfaces-paths", "fig-deep-layers", "fig-exploding-gradnorm",
                 "fig-online-efflr", "fig-adding-loss"):
         assert f"id='{fig}'" in html
@@ -256,3 +260,31 @@ def test_worker_processes_give_the_same_numbers_as_one_process():
             (b.task, b.variant, b.optimizer, b.seed, b.sweep, b.final, b.hparams)
         # bit-identical, NaN after a divergence included
         assert np.array_equal(a.output.curves["loss"], b.output.curves["loss"], equal_nan=True)
+
+
+def test_a_noisy_task_tunes_on_several_seeds_and_jobs_do_not_change_it():
+    """DQN sweeps every learning rate on two tuning seeds (neither an evaluation seed) and
+    picks the best mean score; one or two worker processes give the same runs."""
+    from adaptim.lab.runner import tuning_seeds
+
+    assert tuning_seeds(TASKS["dqn"]) == [TUNE_SEED, TUNE_SEED + 1]
+    assert tuning_seeds(TASKS["surfaces"]) == [TUNE_SEED]
+    base = dict(tasks=["dqn"], optimizers=["sgd"], steps=6, seeds=2)
+    serial = run_suite(SuiteConfig(**base, jobs=1))
+    parallel = run_suite(SuiteConfig(**base, jobs=2))
+    assert len(serial.records) == len(parallel.records) == serial.planned_runs
+    for a, b in zip(serial.records, parallel.records):
+        assert (a.seed, a.sweep, a.hparams) == (b.seed, b.sweep, b.hparams)
+        assert a.output.curves["loss"] == b.output.curves["loss"]
+        assert a.output.scalars == b.output.scalars
+    sweep = [r for r in serial.records if r.sweep]
+    by_lr: dict[float, dict[int, float]] = {}
+    for r in sweep:
+        by_lr.setdefault(r.hparams["lr"], {})[r.seed] = selection_score(r.output)
+    assert all(set(seeds) == {TUNE_SEED, TUNE_SEED + 1} for seeds in by_lr.values())
+    assert len(sweep) == 2 * len(by_lr) >= 6
+    mean = {lr: (s[TUNE_SEED] + s[TUNE_SEED + 1]) / 2 for lr, s in by_lr.items()}
+    finals = [r for r in serial.records if r.final]
+    assert sorted(r.seed for r in finals) == [0, 1]
+    assert {r.hparams["lr"] for r in finals} == {min(mean, key=mean.get)}
+    assert serial.grids[("dqn", "cartpole", "sgd")]["points"] == len(by_lr)

@@ -16,6 +16,7 @@ from adaptim.lab.claims import (
     NOT_RUN,
     TUTORIALS,
     evaluate_claims,
+    judge,
 )
 from adaptim.lab.summary import GroupSummary
 
@@ -101,12 +102,18 @@ def test_pooled_win_rate_counts_unreached_targets_as_worst():
 
 def test_rows_whose_tasks_did_not_run_say_what_would_run_them():
     verdicts = {v.claim.id: v for v in evaluate_claims([])}
-    assert verdicts["use-dqn-adam"].status == NOT_RUN  # its task is in the extended tier
-    assert verdicts["use-cnn"].status == INCONCLUSIVE  # default tier, task not run
+    assert NOT_RUN not in {v.status for v in verdicts.values()}  # every task is default-tier
+    assert verdicts["use-dqn-adam"].status == INCONCLUSIVE  # default tier, task not run
+    assert verdicts["use-cnn"].status == INCONCLUSIVE
     assert verdicts["adamw-generalizes"].status == INCONCLUSIVE
     assert "task not run: weight-decay" in verdicts["adamw-generalizes"].reason
-    ext = {v.claim.id: v for v in evaluate_claims([], extended=True)}
-    assert ext["use-dqn-adam"].status == INCONCLUSIVE
+    # a row whose task sits in the extended tier says so on a default run, not on --extended
+    claim = next(c for c in CLAIMS if c.id == "use-dqn-adam")
+    tiers = {"dqn": "extended"}
+    v = judge(claim, {}, ran_tasks=set(), extended=False, task_tiers=tiers)
+    assert v.status == NOT_RUN and "extended tier: dqn" in v.reason
+    v = judge(claim, {}, ran_tasks=set(), extended=True, task_tiers=tiers)
+    assert v.status == INCONCLUSIVE and "task not run: dqn" in v.reason
 
 
 def test_claims_table_quotes_the_tutorials():

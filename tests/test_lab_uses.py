@@ -10,7 +10,15 @@ import pytest
 import torch
 
 import adaptim
-from adaptim.lab.tasks.dqn import MAX_EPISODE_STEPS, CartPole, dqn_task, evaluate_greedy
+from adaptim.lab.tasks.dqn import (
+    MAX_EPISODE_STEPS,
+    CartPole,
+    dqn_task,
+    evaluate_greedy,
+    evaluation_steps,
+    init_weights,
+    q_values,
+)
 from adaptim.lab.tasks.gan import (
     MODE_STD,
     MODES,
@@ -163,6 +171,43 @@ def test_cartpole_termination_truncation_and_reset():
     assert not torch.equal(env.state[0], nxt[0]) and torch.equal(env.state[1], nxt[1])
 
 
+def test_vectorized_cartpoles_follow_single_environments_step_for_step():
+    """Sixteen cart-poles stepped together as one tensor equal sixteen single environments
+    stepped one at a time with gym's equations (Python floats), through terminations, the
+    episode cap and the resets that follow them."""
+    n, cap_hits = 16, 0
+    env = CartPole(n, torch.Generator().manual_seed(3))
+    singles = [env.state[i].tolist() for i in range(n)]
+    counts = [0] * n
+    policy = torch.Generator().manual_seed(4)
+    episodes_ended = 0
+    for t in range(700):
+        if t == 300:  # send two environments to the episode cap on their next step
+            env.steps[:2] = MAX_EPISODE_STEPS - 1
+            counts[:2] = [MAX_EPISODE_STEPS - 1] * 2
+        action = torch.randint(2, (n,), generator=policy)
+        nxt, terminated, truncated = env.step(action)
+        for i in range(n):
+            expected = _reference_step(singles[i], int(action[i]))
+            assert nxt[i].tolist() == pytest.approx(expected, abs=1e-4), (t, i)
+            x, theta = expected[0], expected[2]
+            ended = abs(x) > 2.4 or abs(theta) > 12 * 2 * math.pi / 360
+            counts[i] += 1
+            assert bool(terminated[i]) == ended, (t, i)
+            assert bool(truncated[i]) == (not ended and counts[i] >= MAX_EPISODE_STEPS), (t, i)
+            if ended or counts[i] >= MAX_EPISODE_STEPS:
+                episodes_ended += 1
+                cap_hits += not ended
+                # reset: a fresh start state in ±0.05, step count back to 0
+                assert env.steps[i] == 0 and env.state[i].abs().max() <= 0.05
+                singles[i], counts[i] = env.state[i].tolist(), 0
+            else:
+                assert env.steps[i] == counts[i]
+                singles[i] = nxt[i].tolist()  # the float32 state the batch carries on
+                assert torch.equal(env.state[i], nxt[i])
+    assert episodes_ended > 100 and cap_hits == 2
+
+
 def test_greedy_evaluation_of_fixed_policies():
     class Constant(torch.nn.Module):
         def __init__(self, action):
@@ -189,6 +234,25 @@ def test_greedy_evaluation_of_fixed_policies():
     assert min(returns) >= 100 and max(returns) <= MAX_EPISODE_STEPS
 
 
+def test_q_network_function_matches_nn_linear_and_runs_stacked_checkpoints():
+    torch.manual_seed(0)
+    weights = init_weights()
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                              torch.nn.ReLU(), torch.nn.Linear(64, 2))
+    with torch.no_grad():
+        for p, w in zip(net.parameters(), weights):
+            p.copy_(w)
+    states = torch.randn(10, 4)
+    assert torch.allclose(q_values(weights, states), net(states), atol=1e-6)
+    # three networks at once (one per row of the stack) equal each run alone
+    others = [[w.detach() + 0.1 * k for w in weights] for k in range(3)]
+    stacked = [torch.stack(ws) for ws in zip(*others)]
+    batch = torch.randn(3, 7, 4)
+    got = q_values(stacked, batch)
+    for k in range(3):
+        assert torch.allclose(got[k], q_values(others[k], batch[k]), atol=1e-5)
+
+
 def test_dqn_short_run_is_seeded_and_records_its_numbers():
     first = dqn_task.run("cartpole", _adam(1e-3), 0, 60, "cpu")
     second = dqn_task.run("cartpole", _adam(1e-3), 0, 60, "cpu")
@@ -199,7 +263,9 @@ def test_dqn_short_run_is_seeded_and_records_its_numbers():
     assert 8 <= s["eval_return"] <= MAX_EPISODE_STEPS and s["score"] == s["eval_return"]
     assert s["solved"] == float(s["eval_return"] >= 195)
     assert s["selection_loss"] == pytest.approx(1 - s["eval_return"] / MAX_EPISODE_STEPS)
-    assert first.sparse["eval_return"][0] == [12, 24, 36, 48, 60]
+    # five checkpoints over the last 40 % of the 60 updates, the last at the end
+    assert first.sparse["eval_return"][0] == evaluation_steps(60) == [41, 46, 50, 55, 60]
+    assert s["eval_return"] == pytest.approx(sum(first.sparse["eval_return"][1]) / 5)
 
 
 # --- speech proxy --------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", action="store_true",
                         help="smoke version: fewer steps, 2 seeds, no sweep (< 30 s)")
     parser.add_argument("--extended", action="store_true",
-                        help="also run the costly tasks (GRU, CNN, typical uses; < 15 min)")
+                        help="also run the tasks marked extended, if any (the report's "
+                             "\"How this was measured\" lists each tier's tasks; < 15 min)")
     parser.add_argument("--out", default="adaptim-report", metavar="DIR",
                         help="output directory (default ./adaptim-report/)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -167,10 +167,15 @@ def sweep_figure(task, records):
             lines.setdefault((r.arm, extra), []).append(r)
         styles: dict[str, int] = {}
         for (opt, extra), runs in lines.items():
-            runs = sorted(runs, key=lambda r: r.hparams["lr"])
-            lrs = [r.hparams["lr"] for r in runs]
-            scores = [selection_score(r.output) for r in runs]
+            # One point per learning rate: the mean over its tuning seeds (what chose it).
+            by_lr: dict[float, list] = {}
+            for r in sorted(runs, key=lambda r: (r.hparams["lr"], r.seed)):
+                by_lr.setdefault(r.hparams["lr"], []).append(r)
+            lrs = list(by_lr)
+            scores = [float(np.mean([selection_score(r.output) for r in group]))
+                      for group in by_lr.values()]
             scores = list(_positive(scores))
+            runs = [group[0] for group in by_lr.values()]
             k = styles.setdefault(opt, 0)
             styles[opt] += 1
             label = opt + "".join(f" {name}={val:g}" for name, val in extra)
@@ -187,7 +192,8 @@ def sweep_figure(task, records):
         ax.set_title(f"{task.name} · {variant}")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.suptitle("Learning-rate sweep on seed 0 (★ = chosen setting, used for every seed)",
+    fig.suptitle("Learning-rate sweep on the tuning seed(s) (★ = chosen setting, used for "
+                 "every evaluation seed)",
                  fontsize=10)
     _layout(fig, top=0.55, right=2.4)
     return fig

@@ -20,12 +20,13 @@ from pathlib import Path
 from adaptim.lab import plots
 from adaptim.lab.claims import HOLDS, INCONCLUSIVE, NOT_HOLD, NOT_RUN, evaluate_claims
 from adaptim.lab.stats import CONFIDENCE
+from adaptim.lab.runner import tuning_seeds
 from adaptim.lab.summary import final_loss, steps_to_target, summarize
 from adaptim.lab.sweep import MAX_EXTENSIONS
-from adaptim.lab.tasks import TASKS
+from adaptim.lab.tasks import TASKS, tier_tasks
 from adaptim.lab.tasks.surfaces import SURFACES
 
-__all__ = ["check_writable", "write_report"]
+__all__ = ["check_writable", "tiers_text", "write_report"]
 
 
 def check_writable(out_dir: str | os.PathLike) -> Path:
@@ -172,21 +173,39 @@ def _effect_cell(v) -> str:
     return f"{e.mean:+.3g} [{e.lo:+.3g}, {e.hi:+.3g}]"
 
 
+def tiers_text() -> str:
+    """What each tier runs, read from the tasks' tiers."""
+    default, extended = tier_tasks("default"), tier_tasks("extended")
+    if extended:
+        return (f"The default tier runs {', '.join(default)}; --extended adds "
+                f"{', '.join(extended)}.")
+    return (f"The default tier runs every task ({', '.join(default)}); no task is marked "
+            "extended, so --extended runs the same tasks.")
+
+
+def _multi_seed_tasks() -> str:
+    """The tasks whose sweeps run on more than one tuning seed, with their counts."""
+    named = [f"{name}, {len(tuning_seeds(task))} seeds" for name, task in TASKS.items()
+             if len(tuning_seeds(task)) > 1]
+    return "; ".join(named) or "none"
+
+
 def _protocol(cfg) -> str:
     """The "How this was measured" section."""
     level = f"{CONFIDENCE:.0%}"
     return (
         "<h2 id='protocol'>How this was measured</h2><ul>"
-        f"<li><b>Tier:</b> {cfg.tier}. The default tier runs every task marked default; "
-        "<code>--extended</code> adds the costly ones (GRU, CNN and the typical-use tasks); "
-        "<code>--fast</code> is a smoke run (short runs, 2 seeds, no tuning) whose verdicts "
-        "are mostly inconclusive by design.</li>"
+        f"<li><b>Tier:</b> {cfg.tier}. {html.escape(tiers_text())} <code>--fast</code> is a "
+        "smoke run of the default tier (short runs, 2 seeds, no tuning) whose verdicts are "
+        "mostly inconclusive by design.</li>"
         "<li><b>Arms.</b> An arm is one optimizer on one task variant with its settings "
         "(clipping, L2, no bias correction, an untuned default rate). Every arm is tuned on "
         "its own: clipped and unclipped, LSTM and RNN, Adam and Adam+L2 each get their own "
         "learning rate.</li>"
         "<li><b>Tuning seed ≠ evaluation seeds.</b> The sweep runs on a tuning seed that no "
-        "comparison uses; the chosen setting then runs on the evaluation seeds 0 … n − 1, and "
+        "comparison uses (on several for a task whose single runs are noisy: "
+        f"{html.escape(_multi_seed_tasks())}; a setting then scores the mean over them); the "
+        "chosen setting then runs on the evaluation seeds 0 … n − 1, and "
         "seed k gives the same initialization and data to every arm of a task (paired).</li>"
         "<li><b>Grids.</b> Half-decade learning-rate grids around a typical value per "
         "optimizer (crossed with weight decay where swept). When the winner sits on an edge, "
@@ -234,8 +253,9 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                  f"<p class='small'>Computed from the runs below, never written by hand: "
                  f"{decisive} of the {len(ran)} rows this tier runs are decisive "
                  f"({sum(v.status == HOLDS for v in ran)} hold, "
-                 f"{sum(v.status == NOT_HOLD for v in ran)} do not); "
-                 f"{len(verdicts) - len(ran)} rows need <code>--extended</code>. "
+                 f"{sum(v.status == NOT_HOLD for v in ran)} do not)"
+                 + (f"; {len(verdicts) - len(ran)} rows need <code>--extended</code>. "
+                    if len(ran) < len(verdicts) else ". ") +
                  "Effect: mean paired difference, positive favours the claim, with its "
                  f"{CONFIDENCE:.0%} interval and the number of pairs n. See "
                  "<a href='#protocol'>how this was measured</a>.</p>")
@@ -288,9 +308,10 @@ def _html(result, summaries, verdicts, figures, command) -> str:
                 if s.grid.get("extensions"):
                     grid += " · extended " + ", ".join(f"{k} ×{n}" for k, n
                                                        in s.grid["extensions"].items())
+                points = len({tuple(h.items()) for h, _ in s.sweep})  # tuning seeds share one
                 parts.append(
                     f"<tr><td>{e(s.variant)}</td><td>{e(s.arm)}</td><td>{e(hp)}</td>"
-                    f"<td class='small'>{e(grid)} ({len(s.sweep)} points)</td>"
+                    f"<td class='small'>{e(grid)} ({points} points)</td>"
                     f"<td class='num'>{_stat_cell(s.final_loss)}</td>"
                     + (f"<td class='num'>{_stat_cell(s.scalars.get(metric))}</td>"
                        if metric else "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -34,6 +35,7 @@ __all__ = [
     "SuiteResult",
     "plan_runs",
     "run_suite",
+    "tuning_seeds",
 ]
 
 TUNE_SEED = 1000     # the tuning seed; evaluation seeds are 0, 1, ..., n − 1
@@ -43,7 +45,7 @@ DEFAULT_SEEDS = 5    # evaluation seeds per arm (a task may ask for more)
 @dataclass
 class SuiteConfig:
     """What ``adaptim compare`` runs. ``tasks=None``: every task of the tier (``extended``
-    adds the costly ones); ``seeds=None``: :data:`DEFAULT_SEEDS` or the task's own minimum
+    adds the tasks marked extended); ``seeds=None``: :data:`DEFAULT_SEEDS` or the task's own minimum
     (2 with ``fast``); ``steps=None``: each task's own; ``lr=None``: per-arm tuning."""
 
     tasks: list[str] | None = None
@@ -131,7 +133,7 @@ class _Group:
     def n_runs(self, n_seeds: int | None = None) -> int:
         """Runs before any grid extension."""
         n = len(self.seeds) if n_seeds is None else n_seeds
-        return n + (len(self.grid) if len(self.grid) > 1 else 0)
+        return n + (len(self.grid) * len(tuning_seeds(self.task)) if len(self.grid) > 1 else 0)
 
     def follow(self, hparams: dict) -> dict:
         """This arm's setting when it follows another arm's tuned ``hparams``."""
@@ -206,7 +208,8 @@ class _GroupState:
 
     def __init__(self, index: int, group: _Group):
         self.index, self.group = index, group
-        self.trials: list[tuple[dict, float]] = []
+        self.trials: list[tuple[dict, float]] = []   # (setting, mean score over tuning seeds)
+        self.scores: dict[tuple, dict[int, float]] = {}  # setting -> tuning seed -> score
         self.added: dict = {}
         self.pending = 0
         self.status = "single point"
@@ -223,9 +226,11 @@ class _GroupState:
         return [self._request(hp, seed, False, (1, seed)) for seed in self.group.seeds]
 
     def _tune(self, points):
-        start = len(self.trials) + self.pending
-        self.pending += len(points)
-        return [self._request(hp, TUNE_SEED, True, (0, start + k)) for k, hp in enumerate(points)]
+        seeds = tuning_seeds(self.group.task)
+        start = len(self.trials) * len(seeds) + self.pending
+        self.pending += len(points) * len(seeds)
+        return [self._request(hp, seed, True, (0, start + k * len(seeds) + j))
+                for k, hp in enumerate(points) for j, seed in enumerate(seeds)]
 
     def _chosen(self, hp) -> list[_Request]:
         self.chosen = hp
@@ -245,21 +250,32 @@ class _GroupState:
     def done(self, record: RunRecord) -> list[_Request]:
         if not record.sweep:
             return []
-        self.trials.append((record.hparams, selection_score(record.output)))
+        key = tuple(record.hparams.items())
+        self.scores.setdefault(key, {})[record.seed] = selection_score(record.output)
         self.pending -= 1
         if self.pending:
             return []
-        # Trials in grid order, so ties go to the earlier point whatever finished first.
+        # Trials in grid order, so ties go to the earlier point whatever finished first; a
+        # setting scores the mean over its tuning seeds (+inf if any of them diverged).
         order = {tuple(h.items()): k for k, h in enumerate(self.group.grid)}
-        self.trials.sort(key=lambda t: order.get(tuple(t[0].items()), len(order)))
+        self.trials = [(dict(k), statistics.fmean(v[s] for s in sorted(v)))
+                       for k, v in sorted(self.scores.items(),
+                                          key=lambda kv: order.get(kv[0], len(order)))]
         more = extension(self.trials, added=self.added)
         if more:
             self.group.grid.extend(more)
-            self.planned += len(more)
+            self.planned += len(more) * len(tuning_seeds(self.group.task))
             return self._tune(more)
         self.status = grid_status(self.trials, added=self.added)
         best = min(self.trials, key=lambda t: t[1])[0]
         return self._chosen(best)
+
+
+def tuning_seeds(task: Task) -> list[int]:
+    """The seeds every sweep point of ``task`` runs on: :data:`TUNE_SEED` and, for a task
+    whose single runs are noisy (``task.tune_seeds`` > 1), the seeds after it. None of them
+    is an evaluation seed."""
+    return [TUNE_SEED + j for j in range(max(task.tune_seeds, 1))]
 
 
 def _worker_init(threads: int) -> None:

@@ -18,8 +18,7 @@ from adaptim.lab.tasks.speech import speech_task
 from adaptim.lab.tasks.surfaces import surfaces_task
 from adaptim.lab.tasks.transformer import transformer_task
 
-__all__ = ["TASKS", "Arm", "RunOutput", "Task", "get_task", "list_tasks"]
-
+__all__ = ["TASKS", "Arm", "RunOutput", "Task", "get_task", "list_tasks", "tier_tasks"]
 
 
 def _typical_use(task: Task, variant: str, optimizers: tuple[str, ...],
@@ -34,9 +33,13 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     _typical_use(transformer_task, "copy", ("sgd", "adam")),
     _typical_use(gan_task, "default", ("sgd", "adam")),
     _typical_use(speech_task, "gru", ("sgd", "rmsprop")),
-    # extended tier: DQN alone costs about as much as the rest of the default run
-    _typical_use(dqn_task, "cartpole", ("sgd", "rmsprop", "adam"), tier="extended"),
+    _typical_use(dqn_task, "cartpole", ("sgd", "rmsprop", "adam")),
 ]}
+
+
+def tier_tasks(tier: str) -> list[str]:
+    """The names of the tasks marked ``tier`` (``default`` or ``extended``), in suite order."""
+    return [name for name, task in TASKS.items() if task.tier == tier]
 
 
 def list_tasks() -> list[str]:

@@ -79,6 +79,9 @@ class Task:
       per variant; ``steps``/``fast_steps``: an int or a per-variant dict.
     - ``grid_exponents``: the default learning-rate grid of this task's arms.
     - ``tier``: ``default`` (in every run) or ``extended`` (only with ``--extended``).
+    - ``tune_seeds``: how many tuning seeds every sweep point runs on (the sweep compares
+      their mean score); more than one for tasks whose single runs are noisy (reinforcement
+      learning), where one seed would pick a learning rate by luck.
     - ``eval_seeds``: the least number of evaluation seeds this task's claims need;
       ``max_seeds``: the most a task that decides no claim (an illustration) runs.
     - ``figures``: which figures the report draws for it (``loss``, ``sweep``, ``paths``,
@@ -103,6 +106,7 @@ class Task:
     log_loss: bool = True
     stochastic: bool = True  # mini-batches / noise: plots show the EMA-smoothed loss
     tier: str = "default"
+    tune_seeds: int = 1
     eval_seeds: int = 0
     max_seeds: int = 0
     figures: tuple[str, ...] = ("loss", "sweep")
