@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adaptim._fused import _ckernel, _debug
+from adaptim._fused import _ckernel, _debug, _plan_check
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
@@ -451,6 +451,7 @@ _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
 _NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient
 _CALL = getattr(operator, "call", None) or (lambda f: f())  # operator.call: Python 3.11+
+_PLAIN = (Tensor, torch.nn.Parameter)  # the parameter types the C++ check reads
 
 
 class _Plan:
@@ -460,19 +461,36 @@ class _Plan:
                  "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
                  "required", "fused", "foreach", "state_dtype", "lib", "kernel", "mode",
                  "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep",
-                 "state_snapshot")
+                 "state_snapshot", "native", "native_head", "native_tail")
 
     def run(self, optimizer, group, grad_scale: float) -> bool:
         """Check the plan against the group as it is now and, if it holds, take the step."""
         gp = group["params"]
         all_params = self.all_params
-        if len(gp) != len(all_params) or not all(map(operator.is_, gp, all_params)) \
+        if len(gp) != len(all_params) \
                 or group.get("fused") is not self.fused \
                 or group.get("foreach") is not self.foreach \
                 or group.get("state_dtype") is not self.state_dtype \
                 or optimizer.state is not self.state \
                 or optimizer.algorithm.required_state(group) != self.required \
                 or _ckernel.loaded(self.mode) is not self.lib:
+            return False
+        native = self.native
+        if native is not None:
+            if native(*self.native_head, gp, *self.native_tail):
+                return False
+        elif _plan_check.get() is not None or not self._python_check(optimizer, gp):
+            return False  # (the C++ check is loaded now: planned again, to use it)
+        self.hp[:] = self.make_hp(group, grad_scale, False)
+        _debug.calls += 1
+        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
+        if rc != 0:
+            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
+        return True
+
+    def _python_check(self, optimizer, gp) -> bool:
+        """The plan's checks in Python, where the C++ check is not loaded."""
+        if not all(map(operator.is_, gp, self.all_params)):
             return False
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
@@ -499,11 +517,6 @@ class _Plan:
             for key, col in zip(self.keys, self.state_cols):
                 if not all(map(operator.is_, map(dict.get, states, repeat(key, n)), col)):
                     return False
-        self.hp[:] = self.make_hp(group, grad_scale, False)
-        _debug.calls += 1
-        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
-        if rc != 0:
-            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
         return True
 
     def _adopt_grads(self, grads_all, grads) -> bool:
@@ -590,18 +603,44 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan = _Plan()
     plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
     plan.none_pattern = none_pattern
-    plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
     plan.state, plan.required = optimizer.state, optimizer.algorithm.required_state(group)
     plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
     plan.foreach = group.get("foreach")
-    plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
-    plan.state_snapshot = None
+    plan.keys, plan.state_cols, plan.keep = [], [], []
+    plan.state_snapshot = plan.native = None
     stateful = bool(steps) or any(col is not None for col in columns[2:])
+    keys = []
     if stateful:
         if not all(map(operator.is_, map(optimizer.state.get, params), states)):
             return None
         keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
         keys += ["step"] if steps else []
+    n, k = len(params), len(columns)
+    native = _plan_check.get()
+    if native is not None and all(type(p) in _PLAIN for p in gp):
+        # the C++ check reads every tensor afresh at each step: the plan holds nothing more
+        types = (Tensor, torch.nn.Parameter)
+        dtype_of = native.adaptim_plan_dtype
+        key_info = np.zeros(3 * len(keys), dtype=np.int64)
+        for q, key in enumerate(keys):
+            slot = (k + 1) * n if key == "step" else (2 + state_keys.index(key)) * n
+            key_info[3 * q:3 * q + 3] = (slot, dtype_of(*types, states[0][key]), key == "step")
+        in_plan = np.array([not x for x in none_pattern], dtype=np.uint8)
+        plan.keep = [key_info, in_plan]  # the arrays whose addresses the check reads
+        plan.native = native.adaptim_plan_check
+        plan.native_head = (*types,)
+        plan.native_tail = None  # set below, once the buffer exists
+        # the whole of optimizer.state is compared where this group holds most of it
+        snapshot = 2 * n >= len(optimizer.state)
+        native_tail = (plan.all_params, ctypes.c_void_p(in_plan.ctypes.data), optimizer.state,
+                       list(optimizer.state) if snapshot else None,
+                       list(optimizer.state.values()) if snapshot else None, list(states),
+                       tuple(keys), ctypes.c_void_p(key_info.ctypes.data))
+        pdtype = dtype_of(*types, params[0])
+    else:
+        plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
+        plan.keep = list(map(_STORAGE, params))
+    if keys and plan.native is None:
         # Where this group holds most of optimizer.state, comparing the whole mapping entry by
         # entry is cheaper than looking each parameter up (a Python-level Tensor.__hash__).
         if 2 * n >= len(optimizer.state):
@@ -619,8 +658,10 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan.mode, plan.step_dtype, plan.make_hp = mode, step_dtype, make_hp
     plan.n, plan.numels, plan.dtype = n, list(map(Tensor.numel, params)), params[0].dtype
     plan.param_ptrs, plan.grad_ptrs = list(map(_PTR, params)), list(map(_PTR, grads))
-    k = len(columns)
     plan.buf = buf = _call_buffer(columns, steps, step_dtype, 0)
+    if plan.native is not None:
+        plan.native_tail = (*native_tail, ctypes.c_void_p(buf.ctypes.data), ctypes.c_int64(n),
+                            ctypes.c_int64(k), ctypes.c_int(pdtype))
     plan.hp = (ctypes.c_double * len(make_hp(group, 1.0, False)))()
     base, word = buf.__array_interface__["data"][0], buf.itemsize
     plan.args = (ctypes.c_int(mode), ctypes.c_int64(n), ctypes.c_void_p(base),
