@@ -618,24 +618,21 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     n, k = len(params), len(columns)
     native = _plan_check.get()
     if native is not None and all(type(p) in _PLAIN for p in gp):
-        # the C++ check reads every tensor afresh at each step: the plan holds nothing more
+        # The C++ check reads parameters and gradients afresh at each step and compares state
+        # tensors by identity: the plan holds those and their storages.
         types = (Tensor, torch.nn.Parameter)
         dtype_of = native.adaptim_plan_dtype
-        key_info = np.zeros(3 * len(keys), dtype=np.int64)
-        for q, key in enumerate(keys):
-            slot = (k + 1) * n if key == "step" else (2 + state_keys.index(key)) * n
-            key_info[3 * q:3 * q + 3] = (slot, dtype_of(*types, states[0][key]), key == "step")
+        held = [st[key] for key in keys for st in states]
         in_plan = np.array([not x for x in none_pattern], dtype=np.uint8)
-        plan.keep = [key_info, in_plan]  # the arrays whose addresses the check reads
+        plan.keep = [in_plan, *map(_STORAGE, held)]  # (the check reads in_plan's address)
         plan.native = native.adaptim_plan_check
-        plan.native_head = (*types,)
-        plan.native_tail = None  # set below, once the buffer exists
+        plan.native_head = types
         # the whole of optimizer.state is compared where this group holds most of it
         snapshot = 2 * n >= len(optimizer.state)
         native_tail = (plan.all_params, ctypes.c_void_p(in_plan.ctypes.data), optimizer.state,
                        list(optimizer.state) if snapshot else None,
                        list(optimizer.state.values()) if snapshot else None, list(states),
-                       tuple(keys), ctypes.c_void_p(key_info.ctypes.data))
+                       tuple(keys), held)
         pdtype = dtype_of(*types, params[0])
     else:
         plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)

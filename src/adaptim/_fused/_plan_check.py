@@ -32,7 +32,7 @@ from adaptim._fused import _ckernel
 __all__ = ["get", "load", "failed", "reset"]
 
 SOURCE = Path(__file__).resolve().parent / "plan_check.cpp"
-ABI_VERSION = 1
+ABI_VERSION = 2
 _TORCH_DIR = Path(torch.__file__).resolve().parent
 
 _lib = None
@@ -88,7 +88,7 @@ def _open(path: Path):
         raise _ckernel.KernelUnavailable(f"{path} is not plan check ABI {ABI_VERSION}")
     fn = lib.adaptim_plan_check
     obj, ptr = ctypes.py_object, ctypes.c_void_p
-    fn.argtypes = [obj, obj, obj, obj, ptr, obj, obj, obj, obj, obj, ptr, ptr, ctypes.c_int64,
+    fn.argtypes = [obj, obj, obj, obj, ptr, obj, obj, obj, obj, obj, obj, ptr, ctypes.c_int64,
                    ctypes.c_int64, ctypes.c_int]
     fn.restype = ctypes.c_int
     lib.adaptim_plan_dtype.argtypes = [obj, obj, obj]

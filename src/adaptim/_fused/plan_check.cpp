@@ -2,12 +2,13 @@
  * against the live tensors in one pass of C++, a few nanoseconds per tensor.
  *
  * Compiled on first use with the installed torch's headers (see _plan_check.py) and called
- * through ctypes.PyDLL, so the GIL is held throughout. Nothing is trusted from an earlier step:
- * every pointer the kernel will use is read from, or compared with, the live tensor it belongs
- * to, together with everything that makes the pointer valid for the kernel (CPU, strided,
- * contiguous, no conjugate or negative bit, no Python dispatch, the dtype and element count the
- * plan was built for). The tensors are referenced by the group, ``p.grad`` and the state dicts
- * while the kernel runs, so a pointer that passes is live memory of the right size.
+ * through ctypes.PyDLL, so the GIL is held throughout. Parameters and gradients are read afresh
+ * at every step: each pointer the kernel will use is compared with (parameters) or taken from
+ * (gradients) the live tensor, together with everything that makes it valid for the kernel
+ * (CPU, strided, contiguous, no conjugate or negative bit, no Python dispatch, the dtype and
+ * element count the plan was built for); those tensors are referenced by the group and by
+ * ``p.grad`` while the kernel runs. State tensors are compared by identity with the ones the
+ * plan holds (with their storages, so their memory lives as long as the plan).
  *
  * Returns 0 when the plan holds (the gradients' pointers are then written into the plan's
  * buffer), 1 when anything differs (the caller drops the plan and gathers the group again).
@@ -41,28 +42,61 @@ inline uint64_t address(const c10::TensorImpl *t) {
     return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(t->data()));
 }
 
+/* A few thousand tensors' metadata is scattered over memory that the kernel's last pass has
+ * evicted from the caches, so the checks are bound by memory latency (each tensor is a chain:
+ * Python object, TensorImpl, autograd meta, gradient's TensorImpl, storages). The loops below
+ * prefetch each link of the chain a few tensors ahead (STRIDE per link), so the loads of
+ * different tensors overlap. */
+constexpr Py_ssize_t STRIDE = 4;
+
+inline void prefetch_lines(const void *p, int lines) {
+    const char *c = static_cast<const char *>(p);
+    for (int l = 0; l < lines; ++l) __builtin_prefetch(c + 64 * l);
+}
+
+/* ob_type and the tensor (THPVariable) share the object's first line */
+inline const c10::TensorImpl *unpacked(PyObject *obj) {
+    const at::Tensor &t = THPVariable_Unpack(obj);
+    return t.unsafeGetTensorImpl();
+}
+
 int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
           PyObject *plan_params, const uint8_t *in_plan, PyObject *state, PyObject *snap_keys,
-          PyObject *snap_values, PyObject *states, PyObject *keys, const int64_t *key_info,
+          PyObject *snap_values, PyObject *states, PyObject *keys, PyObject *values,
           uint64_t *buf, int64_t n, int64_t k, int pdtype) {
     /* the group's parameter list, element by element */
     if (!PyList_CheckExact(group_params) || !PyList_CheckExact(plan_params)) return 1;
     const Py_ssize_t m = PyList_GET_SIZE(group_params);
     if (m != PyList_GET_SIZE(plan_params)) return 1;
+    PyObject *const *gp = &PyList_GET_ITEM(group_params, 0);
+    PyObject *const *pp = &PyList_GET_ITEM(plan_params, 0);
+    for (Py_ssize_t a = 0; a < m; ++a)
+        if (gp[a] != pp[a]) return 1;
+    /* every parameter's type first: the prefetching below unpacks tensors ahead */
+    for (Py_ssize_t a = 0; a < m; ++a) {
+        if (a + STRIDE < m) __builtin_prefetch(gp[a + STRIDE]);
+        PyObject *type = reinterpret_cast<PyObject *>(Py_TYPE(gp[a]));
+        if ((type != tensor_type && type != param_type) || !THPVariable_Unpack(gp[a]).defined())
+            return 1;
+    }
     const uint64_t *numels = buf + k * n;
-    const Py_ssize_t nkeys = PyTuple_GET_SIZE(keys);
-    if (nkeys > 0 && (!PyDict_Check(state) || !PyList_CheckExact(states) ||
-                      PyList_GET_SIZE(states) != n))
-        return 1;
-    /* Without a snapshot of optimizer.state (this group holds the lesser part of it), each
-     * planned parameter is looked up (a Python-level Tensor.__hash__). */
-    const bool lookup = nkeys > 0 && snap_keys == Py_None;
     int64_t i = 0; /* index among the planned tensors (the parameters with a gradient) */
     for (Py_ssize_t a = 0; a < m; ++a) {
-        PyObject *p = PyList_GET_ITEM(group_params, a);
-        if (p != PyList_GET_ITEM(plan_params, a)) return 1;
-        const c10::TensorImpl *pt = impl_of(p, tensor_type, param_type);
-        if (pt == nullptr) return 1;
+        if (a + 3 * STRIDE < m) prefetch_lines(unpacked(gp[a + 3 * STRIDE]), 4);
+        if (a + 2 * STRIDE < m) {
+            const c10::TensorImpl *t = unpacked(gp[a + 2 * STRIDE]);
+            if (t->autograd_meta() != nullptr) __builtin_prefetch(t->autograd_meta());
+            if (t->has_storage()) __builtin_prefetch(t->storage().unsafeGetStorageImpl());
+        }
+        if (a + STRIDE < m) {
+            const at::Tensor &g = unpacked(gp[a + STRIDE])->grad();
+            if (g.defined()) {
+                prefetch_lines(g.unsafeGetTensorImpl(), 4);
+                if (g.unsafeGetTensorImpl()->has_storage())
+                    __builtin_prefetch(g.unsafeGetTensorImpl()->storage().unsafeGetStorageImpl());
+            }
+        }
+        const c10::TensorImpl *pt = unpacked(gp[a]);
         const at::Tensor &g = pt->grad();
         if (!in_plan[a]) {
             if (g.defined()) return 1; /* a gradient where the plan has none */
@@ -74,18 +108,27 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
         const c10::TensorImpl *gt = g.unsafeGetTensorImpl();
         if (!dense(gt, pdtype, numel)) return 1;
         buf[n + i] = address(gt); /* a new gradient (zero_grad, backward) is taken as it is */
-        if (lookup) {
-            PyObject *st = PyDict_GetItemWithError(state, p); /* borrowed */
-            if (st != PyList_GET_ITEM(states, i)) {
+        ++i;
+    }
+    if (i != n) return 1;
+    const Py_ssize_t nkeys = PyTuple_GET_SIZE(keys);
+    if (nkeys == 0) return 0;
+    if (!PyDict_Check(state) || !PyList_CheckExact(states) || PyList_GET_SIZE(states) != n ||
+        !PyList_CheckExact(values) || PyList_GET_SIZE(values) != nkeys * n)
+        return 1;
+    PyObject *const *sts = &PyList_GET_ITEM(states, 0);
+    if (snap_keys == Py_None) {
+        /* this group holds the lesser part of optimizer.state: each planned parameter is
+         * looked up (a Python-level Tensor.__hash__) */
+        for (Py_ssize_t a = 0, t = 0; a < m; ++a) {
+            if (!in_plan[a]) continue;
+            PyObject *st = PyDict_GetItemWithError(state, gp[a]); /* borrowed */
+            if (st != sts[t++]) {
                 PyErr_Clear();
                 return 1;
             }
         }
-        ++i;
-    }
-    if (i != n) return 1;
-    if (nkeys == 0) return 0;
-    if (!lookup) {
+    } else {
         /* optimizer.state, entry by entry (iterating hashes nothing): each planned parameter
          * still maps to the state dict the plan read */
         if (!PyList_CheckExact(snap_keys) || !PyList_CheckExact(snap_values) ||
@@ -100,26 +143,21 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
             ++j;
         }
     }
-    /* each state tensor the kernel uses: key_info holds, per key, the buffer offset of its
-     * pointers, its dtype and whether it is the step count (one element) */
-    for (Py_ssize_t q = 0; q < nkeys; ++q) {
-        PyObject *name = PyTuple_GET_ITEM(keys, q);
-        const uint64_t *slot = buf + key_info[3 * q];
-        const int dtype = static_cast<int>(key_info[3 * q + 1]);
-        const bool is_step = key_info[3 * q + 2] != 0;
-        for (int64_t t = 0; t < n; ++t) {
-            PyObject *st = PyList_GET_ITEM(states, t);
-            if (!PyDict_CheckExact(st)) return 1;
-            PyObject *v = PyDict_GetItemWithError(st, name); /* borrowed */
-            if (v == nullptr) {
+    /* each state tensor the kernel uses is the one the plan holds (values[q * n + t]: key q of
+     * tensor t), so its memory is the memory the plan's pointers name */
+    PyObject *const *held = &PyList_GET_ITEM(values, 0);
+    for (int64_t t = 0; t < n; ++t) {
+        if (t + 2 * STRIDE < n) __builtin_prefetch(sts[t + 2 * STRIDE]);
+        if (t + STRIDE < n && PyDict_CheckExact(sts[t + STRIDE]))
+            prefetch_lines(reinterpret_cast<PyDictObject *>(sts[t + STRIDE])->ma_keys, 3);
+        PyObject *st = sts[t];
+        if (!PyDict_CheckExact(st)) return 1;
+        for (Py_ssize_t q = 0; q < nkeys; ++q) {
+            PyObject *v = PyDict_GetItemWithError(st, PyTuple_GET_ITEM(keys, q)); /* borrowed */
+            if (v != held[q * n + t]) {
                 PyErr_Clear();
                 return 1;
             }
-            const c10::TensorImpl *vt = impl_of(v, tensor_type, param_type);
-            if (vt == nullptr ||
-                !dense(vt, dtype, is_step ? 1 : static_cast<int64_t>(numels[t])) ||
-                address(vt) != slot[t])
-                return 1;
         }
     }
     return 0;
@@ -132,11 +170,11 @@ extern "C" {
 int adaptim_plan_check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
                        PyObject *plan_params, const uint8_t *in_plan, PyObject *state,
                        PyObject *snap_keys, PyObject *snap_values, PyObject *states,
-                       PyObject *keys, const int64_t *key_info, uint64_t *buf, int64_t n,
-                       int64_t k, int pdtype) {
+                       PyObject *keys, PyObject *values, uint64_t *buf, int64_t n, int64_t k,
+                       int pdtype) {
     try {
         return check(tensor_type, param_type, group_params, plan_params, in_plan, state,
-                     snap_keys, snap_values, states, keys, key_info, buf, n, k, pdtype);
+                     snap_keys, snap_values, states, keys, values, buf, n, k, pdtype);
     } catch (...) {
         if (PyErr_Occurred()) PyErr_Clear();
         return 1;
@@ -153,6 +191,6 @@ int adaptim_plan_dtype(PyObject *tensor_type, PyObject *param_type, PyObject *ob
     }
 }
 
-int adaptim_plan_check_abi(void) { return 1; }
+int adaptim_plan_check_abi(void) { return 2; }
 
 } // extern "C"
