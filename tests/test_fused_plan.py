@@ -358,3 +358,81 @@ def test_replaced_state_dict_is_detected_either_way(groups):
     for x, y in zip(pa, pb):
         assert torch.equal(x, y)
         assert torch.equal(a.state[x]["exp_avg"], b.state[y]["exp_avg"])
+
+
+# ---------------------------------------------------------------- what each check reads afresh
+def _transpose_param(s):
+    """Same memory, same address, another layout (and a gradient of the new shape): only a
+    check of the layout sees it."""
+    p = s.params[0]
+    p.data = p.data.t()
+    p.grad = p.grad.t().contiguous()
+
+
+def _strided_grad(s):
+    """A gradient with the address of a contiguous one but every other element of it."""
+    g = s.params[1].grad
+    wide = torch.zeros(2 * g.numel(), dtype=g.dtype)
+    wide[::2] = g.reshape(-1)
+    s.params[1].grad = wide[::2].reshape(g.shape)
+
+
+def _reorder_params(s):
+    s.opt.param_groups[0]["params"].reverse()
+    s.params.reverse()
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("change", [_strided_grad, _reorder_params],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_layout_changes_are_detected(name, change):
+    _scenario(name, change, hit=False)
+
+
+@pytest.mark.parametrize("checker", ["native"], indirect=True)
+def test_cpp_check_sees_a_parameter_laid_out_anew_at_the_same_address(checker):
+    # (the Python check compares parameters' addresses only; SGD: state of the old shape would
+    # not fit the new one)
+    _scenario("sgd", _transpose_param, hit=False)
+
+
+def test_plan_moves_to_the_cpp_check_once_it_is_loaded(monkeypatch):
+    """A plan built while the C++ check was not loaded (its first build runs in the background)
+    is planned again once it is, then runs with it."""
+    if _plan_check.load() is None:
+        pytest.fail(f"the C++ plan check did not build: {_plan_check.failed()}")
+    monkeypatch.setattr(_plan_check, "disabled", True)
+    params, opt = _planned_adam()
+    (plan,) = opt._adaptim_plans.values()
+    assert plan.native is None
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    builds, hits = _fused._debug.plan_builds, _fused._debug.plan_hits
+    _fill_grads(params, 7)
+    opt.step()
+    assert (_fused._debug.plan_builds - builds, _fused._debug.plan_hits - hits) == (1, 0)
+    (plan,) = opt._adaptim_plans.values()
+    assert plan.native is not None
+    opt.step()
+    assert _fused._debug.plan_hits - hits == 1
+
+
+def test_without_a_cpp_compiler_plans_are_checked_in_python(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAPTIM_CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    _plan_check.reset()
+    try:
+        assert _plan_check.load() is None and "no-such-compiler" in _plan_check.failed()
+        assert _plan_check.get() is None
+        reference = Side("adam", planned=False)
+        planned = Side("adam", planned=True)
+        for _ in range(4):
+            reference.step()
+            planned.step()
+        (plan,) = planned.opt._adaptim_plans.values()
+        assert plan.native is None
+        _assert_same(planned, reference)
+    finally:
+        monkeypatch.undo()
+        _plan_check.reset()
+    assert _plan_check.load() is not None  # the cached library again
