@@ -119,15 +119,18 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
     PyObject *const *sts = &PyList_GET_ITEM(states, 0);
     if (snap_keys == Py_None) {
         /* this group holds the lesser part of optimizer.state: each planned parameter is
-         * looked up (a Python-level Tensor.__hash__) */
+         * looked up. The lookup runs Python code (Tensor.__hash__), which could change any
+         * list, so nothing read before it is trusted after it: the lists are read afresh. */
         for (Py_ssize_t a = 0, t = 0; a < m; ++a) {
+            if (PyList_GET_SIZE(group_params) != m || PyList_GET_SIZE(states) != n) return 1;
             if (!in_plan[a]) continue;
-            PyObject *st = PyDict_GetItemWithError(state, gp[a]); /* borrowed */
-            if (st != sts[t++]) {
+            PyObject *st = PyDict_GetItemWithError(state, PyList_GET_ITEM(group_params, a));
+            if (st == nullptr || st != PyList_GET_ITEM(states, t++)) { /* (borrowed) */
                 PyErr_Clear();
                 return 1;
             }
         }
+        if (PyList_GET_SIZE(states) != n || PyList_GET_SIZE(values) != nkeys * n) return 1;
     } else {
         /* optimizer.state, entry by entry (iterating hashes nothing): each planned parameter
          * still maps to the state dict the plan read */
@@ -145,6 +148,7 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
     }
     /* each state tensor the kernel uses is the one the plan holds (values[q * n + t]: key q of
      * tensor t), so its memory is the memory the plan's pointers name */
+    sts = &PyList_GET_ITEM(states, 0);
     PyObject *const *held = &PyList_GET_ITEM(values, 0);
     for (int64_t t = 0; t < n; ++t) {
         if (t + 2 * STRIDE < n) __builtin_prefetch(sts[t + 2 * STRIDE]);
