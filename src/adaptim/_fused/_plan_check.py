@@ -54,7 +54,9 @@ def _flags() -> list[str]:
             f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
             f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
             f"-I{sysconfig.get_paths()['include']}", f"-L{_TORCH_DIR / 'lib'}", "-lc10",
-            f"-Wl,-rpath,{_TORCH_DIR / 'lib'}"]
+            f"-Wl,-rpath,{_TORCH_DIR / 'lib'}",
+            # Python's own symbols resolve when the interpreter loads the library
+            *(["-undefined", "dynamic_lookup"] if sys.platform == "darwin" else [])]
 
 
 def library_path(cxx: str | None = None) -> Path:
