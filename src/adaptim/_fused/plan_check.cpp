@@ -48,6 +48,7 @@ inline uint64_t address(const c10::TensorImpl *t) {
  * prefetch each link of the chain a few tensors ahead (STRIDE per link), so the loads of
  * different tensors overlap. */
 constexpr Py_ssize_t STRIDE = 4;
+constexpr Py_ssize_t RING = 16; /* > 2 * STRIDE */
 
 inline void prefetch_lines(const void *p, int lines) {
     const char *c = static_cast<const char *>(p);
@@ -80,32 +81,41 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
             return 1;
     }
     const uint64_t *numels = buf + k * n;
+    /* the gradients' TensorImpls, read at stage a + 2 * STRIDE and used at a */
+    const c10::TensorImpl *ring[RING];
+    auto grad_of = [&](Py_ssize_t a) {
+        const at::Tensor &g = unpacked(gp[a])->grad();
+        const c10::TensorImpl *gt = g.defined() ? g.unsafeGetTensorImpl() : nullptr;
+        ring[a % RING] = gt;
+        return gt;
+    };
+    for (Py_ssize_t a = 0; a < 2 * STRIDE && a < m; ++a) grad_of(a);
     int64_t i = 0; /* index among the planned tensors (the parameters with a gradient) */
     for (Py_ssize_t a = 0; a < m; ++a) {
-        if (a + 3 * STRIDE < m) prefetch_lines(unpacked(gp[a + 3 * STRIDE]), 4);
-        if (a + 2 * STRIDE < m) {
-            const c10::TensorImpl *t = unpacked(gp[a + 2 * STRIDE]);
+        if (a + 4 * STRIDE < m) prefetch_lines(unpacked(gp[a + 4 * STRIDE]), 4);
+        if (a + 3 * STRIDE < m) {
+            const c10::TensorImpl *t = unpacked(gp[a + 3 * STRIDE]);
             if (t->autograd_meta() != nullptr) __builtin_prefetch(t->autograd_meta());
             if (t->has_storage()) __builtin_prefetch(t->storage().unsafeGetStorageImpl());
         }
+        if (a + 2 * STRIDE < m) {
+            const c10::TensorImpl *gt = grad_of(a + 2 * STRIDE);
+            if (gt != nullptr) prefetch_lines(gt, 4);
+        }
         if (a + STRIDE < m) {
-            const at::Tensor &g = unpacked(gp[a + STRIDE])->grad();
-            if (g.defined()) {
-                prefetch_lines(g.unsafeGetTensorImpl(), 4);
-                if (g.unsafeGetTensorImpl()->has_storage())
-                    __builtin_prefetch(g.unsafeGetTensorImpl()->storage().unsafeGetStorageImpl());
-            }
+            const c10::TensorImpl *gt = ring[(a + STRIDE) % RING];
+            if (gt != nullptr && gt->has_storage())
+                __builtin_prefetch(gt->storage().unsafeGetStorageImpl());
         }
         const c10::TensorImpl *pt = unpacked(gp[a]);
-        const at::Tensor &g = pt->grad();
+        const c10::TensorImpl *gt = ring[a % RING];
         if (!in_plan[a]) {
-            if (g.defined()) return 1; /* a gradient where the plan has none */
+            if (gt != nullptr) return 1; /* a gradient where the plan has none */
             continue;
         }
-        if (!g.defined() || i >= n) return 1;
+        if (gt == nullptr || i >= n) return 1;
         const int64_t numel = static_cast<int64_t>(numels[i]);
         if (!dense(pt, pdtype, numel) || address(pt) != buf[i]) return 1;
-        const c10::TensorImpl *gt = g.unsafeGetTensorImpl();
         if (!dense(gt, pdtype, numel)) return 1;
         buf[n + i] = address(gt); /* a new gradient (zero_grad, backward) is taken as it is */
         ++i;
