@@ -436,3 +436,55 @@ def test_without_a_cpp_compiler_plans_are_checked_in_python(monkeypatch, tmp_pat
         monkeypatch.undo()
         _plan_check.reset()
     assert _plan_check.load() is not None  # the cached library again
+
+
+def test_small_groups_do_not_start_the_cpp_build(monkeypatch, tmp_path):
+    """Where the C++ check is not cached, only a plan of BUILD_FROM tensors or more starts its
+    build (in a background thread); a small model keeps the Python check, a few µs per step."""
+    monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    started = []
+    monkeypatch.setattr(_plan_check.threading, "Thread",
+                        lambda **kw: started.append(kw) or type("T", (), {"start": lambda self: None})())
+    _plan_check.reset()
+    try:
+        assert _plan_check.get(_plan_check.BUILD_FROM - 1) is None and not started
+        _planned_adam()  # three tensors
+        assert not started
+        assert _plan_check.get(_plan_check.BUILD_FROM) is None and len(started) == 1
+        assert _plan_check.get(_plan_check.BUILD_FROM) is None and len(started) == 1  # once
+    finally:
+        monkeypatch.undo()
+        _plan_check.reset()
+    assert _plan_check.load() is not None  # the cached library again
+
+
+@pytest.mark.slow  # two processes importing torch
+@pytest.mark.parametrize("checker", ["native"], indirect=True)
+def test_processes_needing_the_cpp_check_build_it_once(checker, tmp_path):
+    """Two processes that both need the C++ check in an empty cache: one compiles, the other
+    waits for it and loads the result (a machine-wide lock around the build). The compiler is
+    a stand-in that takes a second and copies the library this process loaded."""
+    import os
+    import subprocess
+    import sys
+    log = tmp_path / "compiles"
+    cxx = tmp_path / "cxx"
+    cxx.write_text(f"""#!/bin/sh
+if [ "$1" = --version ]; then echo stand-in; exit 0; fi
+echo compile >> {log}
+sleep 1
+cp {_plan_check.library_path()} "$3"
+""")
+    cxx.chmod(0o755)
+    cache = tmp_path / "cache"
+    code = ("from adaptim._fused import _plan_check as c; "
+            "print(c.load() is not None, c.stats['builds'], c.failed())")
+    env = dict(os.environ, ADAPTIM_CACHE_DIR=str(cache), ADAPTIM_CXX=str(cxx))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert all(o[0] == "True" for o in outs), outs
+    assert sorted(o[1] for o in outs) == ["0", "1"], outs  # exactly one compiled
+    assert log.read_text().split() == ["compile"]
+    assert [f.suffix for f in cache.iterdir() if f.suffix != ".lock"] == [".so"]  # no leftovers

@@ -492,7 +492,7 @@ class _Plan:
         if native is not None:
             if native(*self.native_head, gp, *self.native_tail):
                 return False
-        elif _plan_check.get() is not None or not self._python_check(optimizer, gp):
+        elif _plan_check.get(0) is not None or not self._python_check(optimizer, gp):
             return False  # (the C++ check is loaded now: planned again, to use it)
         self.hp[:] = self.make_hp(group, grad_scale, False)
         _debug.calls += 1
@@ -629,7 +629,7 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
         keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
         keys += ["step"] if steps else []
     n, k = len(params), len(columns)
-    native = _plan_check.get()
+    native = _plan_check.get(len(gp))
     if native is not None and all(type(p) in _PLAIN for p in gp):
         # The C++ check reads parameters and gradients afresh at each step and compares state
         # tensors by identity: the plan holds those and their storages.

@@ -7,13 +7,17 @@ each step) in one call, a few nanoseconds per tensor, reading the tensors throug
 C++ headers. It is compiled once per machine with ``$ADAPTIM_CXX`` (else ``$CXX``, else
 ``c++``) against the installed torch and Python headers and cached beside the kernels (see
 :mod:`._ckernel`), in a file named by a hash of the source, flags, compiler, torch and Python
-versions. The first build takes 10-30 s, so it runs in a background thread; until it is
-loaded, or where it cannot be built (no C++ compiler, no Python headers), plans are checked in
-Python, with the same guarantees. Nothing is warned: the Python check is exact too.
+versions. The first build takes 10-30 s, so it runs in a background thread, started by the
+first plan of ``BUILD_FROM`` tensors or more (one build per machine at a time: other processes
+wait for it; a compile still running when the process exits is ended). Until it is loaded, or
+where it cannot be built (no C++ compiler, no Python headers), plans are checked in Python,
+with the same guarantees. Nothing is warned: the Python check is exact too.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -29,12 +33,14 @@ import torch
 
 from adaptim._fused import _ckernel
 
-__all__ = ["get", "load", "failed", "reset"]
+__all__ = ["get", "load", "failed", "reset", "stats"]
 
 SOURCE = Path(__file__).resolve().parent / "plan_check.cpp"
 ABI_VERSION = 2
 _TORCH_DIR = Path(torch.__file__).resolve().parent
 
+# Counters the tests read: how often this process compiled the library.
+stats = {"builds": 0}
 _lib = None
 _check = None
 _error: str | None = None
@@ -67,21 +73,65 @@ def library_path(cxx: str | None = None) -> Path:
     return _ckernel.cache_dir() / f"adaptim_plan_check_{h.hexdigest()[:16]}.so"
 
 
+_compiling: tuple[subprocess.Popen, str] | None = None  # the compiler running, its output
+
+
+def _stop_compiling() -> None:
+    """At exit: end a compile still running in the background, so no compiler outlives the
+    process (the next process compiles again), and remove its output."""
+    if _compiling is not None:
+        proc, tmp = _compiling
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+atexit.register(_stop_compiling)
+
+
 def _build(cxx: str, target: Path) -> None:
     """Compile into a fresh file beside ``target`` and rename it over ``target`` (atomic)."""
+    global _compiling
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        res = subprocess.run([cxx, str(SOURCE), "-o", tmp, *_flags()], capture_output=True,
-                             text=True, timeout=600)
-        if res.returncode != 0:
+        proc = subprocess.Popen([cxx, str(SOURCE), "-o", tmp, *_flags()],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _compiling = proc, tmp
+        try:
+            _, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        if proc.returncode != 0:
             raise _ckernel.KernelUnavailable(
-                f"compiling the plan check with {cxx!r} failed:\n{res.stderr.strip()[:2000]}",
+                f"compiling the plan check with {cxx!r} failed:\n{err.strip()[:2000]}",
                 compiler_problem=True)
         os.replace(tmp, target)
+        stats["builds"] += 1
     finally:
+        _compiling = None
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _machine_lock(target: Path):
+    """One builder per machine: processes that need the library while another builds it wait
+    for that build (in their background thread) instead of compiling too."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): every process may build; the rename is atomic
+        yield
+        return
+    with open(target.with_suffix(".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _open(path: Path):
@@ -110,8 +160,9 @@ def load() -> ctypes.PyDLL | None:
             path = library_path(cxx)
             if not path.exists():
                 path = _ckernel._writable(path)
-                if not path.exists():
-                    _build(cxx, path)
+                with _machine_lock(path):
+                    if not path.exists():  # (another process may have built it meanwhile)
+                        _build(cxx, path)
             try:
                 lib = _open(path)
             except (OSError, AttributeError, _ckernel.KernelUnavailable):
@@ -124,21 +175,30 @@ def load() -> ctypes.PyDLL | None:
         return _lib
 
 
-def get():
-    """The loaded library, or None while it is being built (the build starts in a background
-    thread at the first call) or where it cannot be."""
-    global _thread
+# A plan of this many tensors or more starts the build where the library is not cached yet:
+# below, the Python check costs a few microseconds per step, not worth a compile.
+BUILD_FROM = 64
+_cached: bool | None = None  # whether the library was in the cache at the first look
+
+
+def get(tensors: int = BUILD_FROM):
+    """The loaded library, or None where it is not loaded (yet). The first call loads it where
+    it is cached (milliseconds); otherwise the first call for a plan of ``BUILD_FROM`` tensors
+    or more starts the build in a background thread."""
+    global _thread, _cached
     if _lib is not None:
         return None if disabled else _lib
-    if _error is not None or disabled:
+    if _error is not None or disabled or _thread is not None:
         return None
-    if _thread is None:
+    if _cached is None:
         try:
-            if library_path().exists():  # cached: loading takes milliseconds
-                return load()
+            _cached = library_path().exists()
         except (OSError, _ckernel.KernelUnavailable) as err:
             globals()["_error"] = str(err)
             return None
+        if _cached:
+            return load()
+    if tensors >= BUILD_FROM:
         _thread = threading.Thread(target=load, name="adaptim-plan-check-build", daemon=True)
         _thread.start()
     return None
@@ -151,6 +211,6 @@ def failed() -> str | None:
 
 def reset() -> None:
     """Forget the loaded library and any failure (tests)."""
-    global _lib, _error, _thread
+    global _lib, _error, _thread, _cached
     with _lock:
-        _lib, _error, _thread = None, None, None
+        _lib, _error, _thread, _cached = None, None, None, None
