@@ -50,6 +50,16 @@ inline uint64_t address(const c10::TensorImpl *t) {
 constexpr Py_ssize_t STRIDE = 4;
 constexpr Py_ssize_t RING = 16; /* > 2 * STRIDE */
 
+/* The TensorImpl fields the checks read: the storage and autograd meta pointers near its start,
+ * offset, size, dtype, device, dispatch keys and flags at its end (the sizes and strides in
+ * between are not read). */
+inline void prefetch_impl(const c10::TensorImpl *t) {
+    const char *c = reinterpret_cast<const char *>(t);
+    __builtin_prefetch(c);
+    __builtin_prefetch(c + sizeof(c10::TensorImpl) - 40);
+    __builtin_prefetch(c + sizeof(c10::TensorImpl) - 1);
+}
+
 inline void prefetch_lines(const void *p, int lines) {
     const char *c = static_cast<const char *>(p);
     for (int l = 0; l < lines; ++l) __builtin_prefetch(c + 64 * l);
@@ -92,7 +102,7 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
     for (Py_ssize_t a = 0; a < 2 * STRIDE && a < m; ++a) grad_of(a);
     int64_t i = 0; /* index among the planned tensors (the parameters with a gradient) */
     for (Py_ssize_t a = 0; a < m; ++a) {
-        if (a + 4 * STRIDE < m) prefetch_lines(unpacked(gp[a + 4 * STRIDE]), 4);
+        if (a + 4 * STRIDE < m) prefetch_impl(unpacked(gp[a + 4 * STRIDE]));
         if (a + 3 * STRIDE < m) {
             const c10::TensorImpl *t = unpacked(gp[a + 3 * STRIDE]);
             if (t->autograd_meta() != nullptr) __builtin_prefetch(t->autograd_meta());
@@ -100,7 +110,7 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
         }
         if (a + 2 * STRIDE < m) {
             const c10::TensorImpl *gt = grad_of(a + 2 * STRIDE);
-            if (gt != nullptr) prefetch_lines(gt, 4);
+            if (gt != nullptr) prefetch_impl(gt);
         }
         if (a + STRIDE < m) {
             const c10::TensorImpl *gt = ring[(a + STRIDE) % RING];
