@@ -1,5 +1,6 @@
 /* adaptim plan check: re-validates a cached fused-step plan (adaptim/_fused/__init__.py, _Plan)
- * against the live tensors in one pass of C++, a few nanoseconds per tensor.
+ * against the live tensors in one pass of C++, about 0.1 µs per tensor (memory latency: a
+ * tensor's metadata is a dozen cache lines).
  *
  * Compiled on first use with the installed torch's headers (see _plan_check.py) and called
  * through ctypes.PyDLL, so the GIL is held throughout. Parameters and gradients are read afresh
