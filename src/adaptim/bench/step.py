@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -345,7 +346,7 @@ def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_
     """ms per step for ``total`` float32 parameters split into ``count`` equal tensors (as a user
     builds them: one tensor per parameter, no flattening), for adaptim's default, torch's
     fastest mode and DeepSpeed's CPU optimizer where it imports; the modes of one case and count
-    are timed in interleaved rounds (best of ``repeat``). Gradients stay the same tensors from
+    are timed in interleaved rounds, each in another order (best of ``repeat``). Gradients stay the same tensors from
     step to step (``zero_grad(set_to_none=False)``), except in ``adaptim-new-grads``: adaptim's
     default with new gradient tensors before every step (``zero_grad()``, then each ``p.grad``
     assigned, untimed), as after a backward pass. Each row is also given relative to the same
@@ -380,8 +381,14 @@ def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_
                 _sync(dev)
                 steps[mode] = opt
             times = {m: [] for m in steps}
+            shuffle = random.Random(0).shuffle
             for _ in range(repeat):
-                for m, opt in steps.items():
+                # each round in another order: what one mode's step leaves behind (caches,
+                # OpenMP threads still spinning) falls on each mode in turn
+                order = list(steps)
+                shuffle(order)
+                for m in order:
+                    opt = steps[m]
                     if m in prepare:
                         prepare[m](opt)
                         _sync(dev)
