@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from adaptim.bench import step
 
 
@@ -14,9 +16,11 @@ def test_tensor_count_sweep_times_every_mode_against_its_one_tensor_time():
         for count in (1, 10):
             row = sweep["cases"][case][count]
             assert row["adaptim"] > 0 and row["torch-fastest"] > 0
+            assert row["adaptim-new-grads"] > 0
             assert row["deepspeed"] == "no CPU optimizer"
     text = step.sweep_markdown(sweep)
     assert "| momentum | torch-fused |" in text and "| rmsprop | torch-foreach |" in text
+    assert "| momentum | adaptim, new grads |" in text
     assert "(1.0x)" in text and "µs per extra tensor" in text
 
 
@@ -28,3 +32,17 @@ def test_tiny_models_time_the_default_against_the_reference_path():
         for r in rows.values():
             assert r["fused=None"] > 0 and r["fused=False"] > 0
     assert "| 1 tensor (1,000) |" in step.tiny_markdown(tiny)
+
+
+def test_new_grads_mode_gives_new_gradient_tensors_before_each_step():
+    params = [torch.zeros(3, requires_grad=True) for _ in range(2)]
+    grads = [torch.ones(3), torch.full((3,), 2.0)]
+    prepare = step._new_grads(params, grads)
+    opt = torch.optim.SGD(params, lr=0.1)
+    seen = []
+    for _ in range(3):
+        prepare(opt)
+        seen.append([p.grad for p in params])
+        assert [float(p.grad[0]) for p in params] == [1.0, 2.0]
+    assert all(a is not b for a, b in zip(seen[0], seen[1]))  # other tensors than the last step
+    assert all(g is not o for g, o in zip(seen[0], grads))  # copies: the sweep's own stay

@@ -22,8 +22,22 @@ from torch.multiprocessing.reductions import StorageWeakRef
 
 import adaptim
 from adaptim import _fused
+from adaptim._fused import _plan_check
 
 pytestmark = pytest.mark.skipif(not _fused.kernel_available(), reason="no C compiler")
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def checker(request, monkeypatch):
+    """Every test runs with each way of checking a plan: the C++ check (plan_check.cpp), and
+    the Python check that runs where it cannot be built (or until its first build ends)."""
+    if request.param == "native":
+        if _plan_check.load() is None:
+            pytest.fail(f"the C++ plan check did not build: {_plan_check.failed()}")
+        monkeypatch.setattr(_plan_check, "disabled", False)
+    else:
+        monkeypatch.setattr(_plan_check, "disabled", True)
+    return request.param
 
 SIZES = [(7, 5), (33,), (4, 4, 2)]
 STATEFUL = ["momentum", "adam", "rmsprop", "adagrad", "adadelta"]
@@ -156,8 +170,10 @@ def _state_dtype_set(s):
 @pytest.mark.parametrize("change", [_swap_data, _to_float64, _drop_one_grad, _swap_grad_data,
                                     _unfuse, _state_dtype_set],
                          ids=lambda f: f.__name__.strip("_"))
-def test_change_is_detected(name, change):
-    _scenario(name, change, hit=False)
+def test_change_is_detected(name, change, checker):
+    # The C++ check reads every gradient's address at each step, so a gradient whose data was
+    # swapped is taken as it is (like a new gradient), without planning again.
+    _scenario(name, change, hit=checker == "native" and change is _swap_grad_data)
 
 
 @pytest.mark.parametrize("name, change", [
@@ -342,3 +358,133 @@ def test_replaced_state_dict_is_detected_either_way(groups):
     for x, y in zip(pa, pb):
         assert torch.equal(x, y)
         assert torch.equal(a.state[x]["exp_avg"], b.state[y]["exp_avg"])
+
+
+# ---------------------------------------------------------------- what each check reads afresh
+def _transpose_param(s):
+    """Same memory, same address, another layout (and a gradient of the new shape): only a
+    check of the layout sees it."""
+    p = s.params[0]
+    p.data = p.data.t()
+    p.grad = p.grad.t().contiguous()
+
+
+def _strided_grad(s):
+    """A gradient with the address of a contiguous one but every other element of it."""
+    g = s.params[1].grad
+    wide = torch.zeros(2 * g.numel(), dtype=g.dtype)
+    wide[::2] = g.reshape(-1)
+    s.params[1].grad = wide[::2].reshape(g.shape)
+
+
+def _reorder_params(s):
+    s.opt.param_groups[0]["params"].reverse()
+    s.params.reverse()
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("change", [_strided_grad, _reorder_params],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_layout_changes_are_detected(name, change):
+    _scenario(name, change, hit=False)
+
+
+@pytest.mark.parametrize("checker", ["native"], indirect=True)
+def test_cpp_check_sees_a_parameter_laid_out_anew_at_the_same_address(checker):
+    # (the Python check compares parameters' addresses only; SGD: state of the old shape would
+    # not fit the new one)
+    _scenario("sgd", _transpose_param, hit=False)
+
+
+def test_plan_moves_to_the_cpp_check_once_it_is_loaded(monkeypatch):
+    """A plan built while the C++ check was not loaded (its first build runs in the background)
+    is planned again once it is, then runs with it."""
+    if _plan_check.load() is None:
+        pytest.fail(f"the C++ plan check did not build: {_plan_check.failed()}")
+    monkeypatch.setattr(_plan_check, "disabled", True)
+    params, opt = _planned_adam()
+    (plan,) = opt._adaptim_plans.values()
+    assert plan.native is None
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    builds, hits = _fused._debug.plan_builds, _fused._debug.plan_hits
+    _fill_grads(params, 7)
+    opt.step()
+    assert (_fused._debug.plan_builds - builds, _fused._debug.plan_hits - hits) == (1, 0)
+    (plan,) = opt._adaptim_plans.values()
+    assert plan.native is not None
+    opt.step()
+    assert _fused._debug.plan_hits - hits == 1
+
+
+def test_without_a_cpp_compiler_plans_are_checked_in_python(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADAPTIM_CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    _plan_check.reset()
+    try:
+        assert _plan_check.load() is None and "no-such-compiler" in _plan_check.failed()
+        assert _plan_check.get() is None
+        reference = Side("adam", planned=False)
+        planned = Side("adam", planned=True)
+        for _ in range(4):
+            reference.step()
+            planned.step()
+        (plan,) = planned.opt._adaptim_plans.values()
+        assert plan.native is None
+        _assert_same(planned, reference)
+    finally:
+        monkeypatch.undo()
+        _plan_check.reset()
+    assert _plan_check.load() is not None  # the cached library again
+
+
+def test_small_groups_do_not_start_the_cpp_build(monkeypatch, tmp_path):
+    """Where the C++ check is not cached, only a plan of BUILD_FROM tensors or more starts its
+    build (in a background thread); a small model keeps the Python check, a few µs per step."""
+    monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_plan_check, "disabled", False)
+    started = []
+    monkeypatch.setattr(_plan_check.threading, "Thread",
+                        lambda **kw: started.append(kw) or type("T", (), {"start": lambda self: None})())
+    _plan_check.reset()
+    try:
+        assert _plan_check.get(_plan_check.BUILD_FROM - 1) is None and not started
+        _planned_adam()  # three tensors
+        assert not started
+        assert _plan_check.get(_plan_check.BUILD_FROM) is None and len(started) == 1
+        assert _plan_check.get(_plan_check.BUILD_FROM) is None and len(started) == 1  # once
+    finally:
+        monkeypatch.undo()
+        _plan_check.reset()
+    assert _plan_check.load() is not None  # the cached library again
+
+
+@pytest.mark.slow  # two processes importing torch
+@pytest.mark.parametrize("checker", ["native"], indirect=True)
+def test_processes_needing_the_cpp_check_build_it_once(checker, tmp_path):
+    """Two processes that both need the C++ check in an empty cache: one compiles, the other
+    waits for it and loads the result (a machine-wide lock around the build). The compiler is
+    a stand-in that takes a second and copies the library this process loaded."""
+    import os
+    import subprocess
+    import sys
+    log = tmp_path / "compiles"
+    cxx = tmp_path / "cxx"
+    cxx.write_text(f"""#!/bin/sh
+if [ "$1" = --version ]; then echo stand-in; exit 0; fi
+echo compile >> {log}
+sleep 1
+cp {_plan_check.library_path()} "$3"
+""")
+    cxx.chmod(0o755)
+    cache = tmp_path / "cache"
+    code = ("from adaptim._fused import _plan_check as c; "
+            "print(c.load() is not None, c.stats['builds'], c.failed())")
+    env = dict(os.environ, ADAPTIM_CACHE_DIR=str(cache), ADAPTIM_CXX=str(cxx))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert all(o[0] == "True" for o in outs), outs
+    assert sorted(o[1] for o in outs) == ["0", "1"], outs  # exactly one compiled
+    assert log.read_text().split() == ["compile"]
+    assert [f.suffix for f in cache.iterdir() if f.suffix != ".lock"] == [".so"]  # no leftovers

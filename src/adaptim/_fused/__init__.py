@@ -21,9 +21,11 @@ algorithm spec's
 another dtype. Where no C compiler works, every CPU tensor takes that path, after one warning.
 
 A group the kernel takes whole is planned once: the call's pointers, sizes and step counters
-sit in one buffer that later steps re-check in bulk (no Python loop per tensor) and reuse
-(:func:`planned_step`, before the group is gathered); a change that could leave a pointer stale
-drops the plan and the group is gathered and planned again.
+sit in one buffer that later steps re-check and reuse (:func:`planned_step`, before the group
+is gathered); a change that could leave a pointer stale drops the plan and the group is
+gathered and planned again. The check is one call into C++ (``plan_check.cpp``, about 0.1 µs
+per tensor, see :mod:`._plan_check`), or, until that is built or where it cannot be, bulk
+checks in Python (about 0.5 µs per tensor).
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
@@ -51,7 +53,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adaptim._fused import _ckernel, _debug
+from adaptim._fused import _ckernel, _debug, _plan_check
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
@@ -446,26 +448,38 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 
 # ---------------------------------------------------------------- cached plans
 # A group's kernel call is built once (pointers, sizes, step pointers: one buffer) and re-checked
-# at every step in bulk, with C-level iteration (map) and list compares, never a Python loop per
-# tensor (about 0.4 µs per tensor for Adam). What each check catches:
-#   the group's parameter list, element by element (add or remove a parameter),
-#   each parameter's address (``p.data = ...``, ``module.to(dtype)``, ``set_``),
-#   each gradient's identity (set to None, re-created by backward) and address,
-#   the optimizer's state dict, each parameter's state dict (or every entry of the optimizer's
-#   state, where the group holds most of it) and each state tensor's identity
-#   (``load_state_dict``, state replaced), the state the group's options need (momentum turned
-#   on), the group's ``fused``, ``foreach`` and ``state_dtype``.
-# The plan holds the storages of parameters and state tensors, so none of them can be freed
-# and its address reused by another tensor while the plan lives: an address that still matches
-# is the same memory. Gradients are held by weak references only (set_to_none frees them); the
-# storages of the gradients it saw are held until the first of those gradients is freed, so the
-# same holds for them while their identity check passes.
+# at every step. Both checks compare the group's options (``fused``, ``foreach``,
+# ``state_dtype``, the state they need: momentum turned on), the optimizer's state dict, the
+# group's parameter list element by element (a parameter added, removed or reordered), and:
+#
+# The C++ check (plan_check.cpp, one call, about 0.1 µs per tensor) reads every parameter and
+# gradient afresh: the parameter's address, dtype, size and layout (``p.data = ...``,
+# ``module.to(dtype)``, ``set_``, a view laid out anew at the same address), whether each has
+# a gradient, and each gradient's address, dtype, size and layout, taken as it is
+# (``zero_grad()`` then backward costs nothing more); optimizer.state entry by entry (or each
+# parameter looked up, where the group holds the lesser part of it), and each state tensor's
+# identity (``load_state_dict``, a state dict or tensor replaced, cast to ``state_dtype``). The
+# plan holds the state tensors and their storages, so their memory lives while it does.
+#
+# The Python check (bulk, with C-level iteration: map and list compares, about 0.5 µs per
+# tensor) compares each parameter's address, each gradient's identity and address (new
+# gradients are checked in bulk and adopted), each parameter's state dict (or every entry of
+# optimizer.state) and each state tensor's identity. This plan holds the storages of
+# parameters and state tensors, so none of them can be freed and its address reused by another
+# tensor while the plan lives: an address that still matches is the same memory. Gradients are
+# held by weak references only (set_to_none frees them); the storages of the gradients it saw
+# are held until the first of those gradients is freed, so the same holds for them while their
+# identity check passes.
+#
+# Neither sees a state tensor whose data is swapped in place (``state[p]["exp_avg"].data = x``,
+# ``set_``): the kernel then updates the memory the plan holds, not the new one.
 _GRAD = operator.attrgetter("grad")
 _LAYOUT = operator.attrgetter("layout")
 _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
 _NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient
 _CALL = getattr(operator, "call", None) or (lambda f: f())  # operator.call: Python 3.11+
+_PLAIN = (Tensor, torch.nn.Parameter)  # the parameter types the C++ check reads
 
 
 class _Plan:
@@ -475,19 +489,36 @@ class _Plan:
                  "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
                  "required", "fused", "foreach", "state_dtype", "lib", "kernel", "mode",
                  "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep",
-                 "state_snapshot")
+                 "state_snapshot", "native", "native_head", "native_tail")
 
     def run(self, optimizer, group, grad_scale: float) -> bool:
         """Check the plan against the group as it is now and, if it holds, take the step."""
         gp = group["params"]
         all_params = self.all_params
-        if len(gp) != len(all_params) or not all(map(operator.is_, gp, all_params)) \
+        if len(gp) != len(all_params) \
                 or group.get("fused") is not self.fused \
                 or group.get("foreach") is not self.foreach \
                 or group.get("state_dtype") is not self.state_dtype \
                 or optimizer.state is not self.state \
                 or optimizer.algorithm.required_state(group) != self.required \
                 or _ckernel.loaded(self.mode) is not self.lib:
+            return False
+        native = self.native
+        if native is not None:
+            if native(*self.native_head, gp, *self.native_tail):
+                return False
+        elif _plan_check.get(0) is not None or not self._python_check(optimizer, gp):
+            return False  # (the C++ check is loaded now: planned again, to use it)
+        self.hp[:] = self.make_hp(group, grad_scale, False)
+        _debug.calls += 1
+        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
+        if rc != 0:
+            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
+        return True
+
+    def _python_check(self, optimizer, gp) -> bool:
+        """The plan's checks in Python, where the C++ check is not loaded."""
+        if not all(map(operator.is_, gp, self.all_params)):
             return False
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
@@ -514,11 +545,6 @@ class _Plan:
             for key, col in zip(self.keys, self.state_cols):
                 if not all(map(operator.is_, map(dict.get, states, repeat(key, n)), col)):
                     return False
-        self.hp[:] = self.make_hp(group, grad_scale, False)
-        _debug.calls += 1
-        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
-        if rc != 0:
-            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
         return True
 
     def _adopt_grads(self, grads_all, grads) -> bool:
@@ -605,18 +631,41 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan = _Plan()
     plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
     plan.none_pattern = none_pattern
-    plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
     plan.state, plan.required = optimizer.state, optimizer.algorithm.required_state(group)
     plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
     plan.foreach = group.get("foreach")
-    plan.keys, plan.state_cols, plan.keep = [], [], list(map(_STORAGE, params))
-    plan.state_snapshot = None
+    plan.keys, plan.state_cols, plan.keep = [], [], []
+    plan.state_snapshot = plan.native = None
     stateful = bool(steps) or any(col is not None for col in columns[2:])
+    keys = []
     if stateful:
         if not all(map(operator.is_, map(optimizer.state.get, params), states)):
             return None
         keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
         keys += ["step"] if steps else []
+    n, k = len(params), len(columns)
+    native = _plan_check.get(len(gp))
+    if native is not None and all(type(p) in _PLAIN for p in gp):
+        # The C++ check reads parameters and gradients afresh at each step and compares state
+        # tensors by identity: the plan holds those and their storages.
+        types = (Tensor, torch.nn.Parameter)
+        dtype_of = native.adaptim_plan_dtype
+        held = [st[key] for key in keys for st in states]
+        in_plan = np.array([not x for x in none_pattern], dtype=np.uint8)
+        plan.keep = [in_plan, *map(_STORAGE, held)]  # (the check reads in_plan's address)
+        plan.native = native.adaptim_plan_check
+        plan.native_head = types
+        # the whole of optimizer.state is compared where this group holds most of it
+        snapshot = 2 * n >= len(optimizer.state)
+        native_tail = (plan.all_params, ctypes.c_void_p(in_plan.ctypes.data), optimizer.state,
+                       list(optimizer.state) if snapshot else None,
+                       list(optimizer.state.values()) if snapshot else None, list(states),
+                       tuple(keys), held)
+        pdtype = dtype_of(*types, params[0])
+    else:
+        plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
+        plan.keep = list(map(_STORAGE, params))
+    if keys and plan.native is None:
         # Where this group holds most of optimizer.state, comparing the whole mapping entry by
         # entry is cheaper than looking each parameter up (a Python-level Tensor.__hash__).
         if 2 * n >= len(optimizer.state):
@@ -634,8 +683,10 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
     plan.mode, plan.step_dtype, plan.make_hp = mode, step_dtype, make_hp
     plan.n, plan.numels, plan.dtype = n, list(map(Tensor.numel, params)), params[0].dtype
     plan.param_ptrs, plan.grad_ptrs = list(map(_PTR, params)), list(map(_PTR, grads))
-    k = len(columns)
     plan.buf = buf = _call_buffer(columns, steps, step_dtype, 0)
+    if plan.native is not None:
+        plan.native_tail = (*native_tail, ctypes.c_void_p(buf.ctypes.data), ctypes.c_int64(n),
+                            ctypes.c_int64(k), ctypes.c_int(pdtype))
     plan.hp = (ctypes.c_double * len(make_hp(group, 1.0, False)))()
     base, word = buf.__array_interface__["data"][0], buf.itemsize
     plan.args = (ctypes.c_int(mode), ctypes.c_int64(n), ctypes.c_void_p(base),

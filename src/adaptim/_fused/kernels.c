@@ -42,6 +42,21 @@ static inline __attribute__((always_inline)) uint16_t f32_to_bf16(float f) {
 
 
 
+/* Adam's b1 = 1 − β₁ᵗ and b2 = 1 − β₂ᵗ (libm pow, as Python's **). The tensors of a group
+ * normally share one step, so each thread keeps its last result instead of calling pow twice
+ * per tensor. */
+static inline void bias_corrections(double beta1, double beta2, double step, double *b1,
+                                    double *b2) {
+    static _Thread_local double key[3] = {NAN, NAN, NAN}, value[2];
+    if (key[0] != beta1 || key[1] != beta2 || key[2] != step) {
+        value[0] = 1 - pow(beta1, step);
+        value[1] = 1 - pow(beta2, step);
+        key[0] = beta1, key[1] = beta2, key[2] = step;
+    }
+    *b1 = value[0];
+    *b2 = value[1];
+}
+
 /* torch.maximum: NaN if either is NaN. */
 #define MAXIMUM(a, b) (((a) != (a)) ? (a) : (((b) != (b)) ? (b) : ((a) > (b) ? (a) : (b))))
 

@@ -194,10 +194,7 @@ INLINE void FN(adam_loop)(PT *restrict P, const PT *restrict G, ST *restrict M, 
                           const int has_wd, const int decay_param, const int amsgrad,
                           const int eps_form) {
     double b1 = 1.0, b2 = 1.0;
-    if (hp[ADAM_BIAS_CORRECTION] != 0) {
-        b1 = 1 - pow(hp[ADAM_BETA1], step);
-        b2 = 1 - pow(hp[ADAM_BETA2], step);
-    }
+    if (hp[ADAM_BIAS_CORRECTION] != 0) bias_corrections(hp[ADAM_BETA1], hp[ADAM_BETA2], step, &b1, &b2);
     const double step_size = eps_form == 2 ? hp[ADAM_LR] * sqrt(b2) / b1 : hp[ADAM_LR] / b1;
     const T gs = (T)hp[ADAM_GRAD_SCALE], wd = (T)hp[ADAM_WEIGHT_DECAY],
             decay = (T)hp[ADAM_DECAY_FACTOR], w = (T)hp[ADAM_ONE_MINUS_BETA1],

@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -289,7 +290,10 @@ SWEEP_CASES = ("adam", "rmsprop", "momentum", "adagrad")
 _DEEPSPEED = {"adam": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adamw": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adagrad": ("deepspeed.ops.adagrad", "DeepSpeedCPUAdagrad")}
-SWEEP_MODES = ("adaptim", "torch-fastest", "deepspeed")
+SWEEP_MODES = ("adaptim", "adaptim-new-grads", "torch-fastest", "deepspeed")
+# Modes whose gradients are new tensors at every step (zero_grad(), then new ones), set before
+# the timed step: what a training loop with zero_grad()'s default does.
+_NEW_GRADS = {"adaptim-new-grads": "adaptim"}
 
 
 def torch_fastest_mode(case: str, device) -> str:
@@ -323,13 +327,30 @@ def _sweep_optimizer(case: str, mode: str, params, device):
     return _make_optimizer(case, torch_fastest_mode(case, device), params)
 
 
+def _new_grads(params, grads):
+    """A function giving ``params`` new gradient tensors after ``zero_grad()``: two sets of
+    copies of ``grads``, taken in turn, so each step sees other tensors than the last."""
+    sets = [[g.clone() for g in grads] for _ in range(2)]
+    turn = [0]
+
+    def prepare(opt):
+        opt.zero_grad()
+        turn[0] ^= 1
+        for p, g in zip(params, sets[turn[0]]):
+            p.grad = g
+    return prepare
+
+
 def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_CASES,
                        repeat: int = 5, device="cpu", log=print) -> dict:
     """ms per step for ``total`` float32 parameters split into ``count`` equal tensors (as a user
     builds them: one tensor per parameter, no flattening), for adaptim's default, torch's
     fastest mode and DeepSpeed's CPU optimizer where it imports; the modes of one case and count
-    are timed in interleaved rounds (best of ``repeat``). Each row is also given relative to the
-    same mode's one-tensor time, and as microseconds per tensor above it."""
+    are timed in interleaved rounds, each in another order (best of ``repeat``). Gradients stay the same tensors from
+    step to step (``zero_grad(set_to_none=False)``), except in ``adaptim-new-grads``: adaptim's
+    default with new gradient tensors before every step (``zero_grad()``, then each ``p.grad``
+    assigned, untimed), as after a backward pass. Each row is also given relative to the same
+    mode's one-tensor time, and as microseconds per tensor above it."""
     dev = torch.device(device)
     out = {"total": total, "counts": list(counts), "repeat": repeat, "cases": {}}
     for case in cases:
@@ -340,20 +361,38 @@ def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_
                       for _ in range(count)]
             for p in params:
                 p.grad = torch.randn_like(p).mul_(1e-3)
-            steps, row = {}, {}
+            steps, prepare, row = {}, {}, {}
             for mode in SWEEP_MODES:
-                opt = _sweep_optimizer(case, mode, params, dev)
+                own = params
+                if mode in _NEW_GRADS:
+                    own = [p.detach().clone().requires_grad_() for p in params]
+                    prepare[mode] = _new_grads(own, [p.grad for p in params])
+                    mode_params, mode_name = own, _NEW_GRADS[mode]
+                else:
+                    mode_params, mode_name = params, mode
+                opt = _sweep_optimizer(case, mode_name, mode_params, dev)
                 if isinstance(opt, str):
                     row[mode] = opt
                     continue
-                opt.step()  # warm-up: state, kernel load, plan
-                opt.step()
+                for _ in range(2):  # warm-up: state, kernel load, plan
+                    if mode in prepare:
+                        prepare[mode](opt)
+                    opt.step()
                 _sync(dev)
-                steps[mode] = opt.step
+                steps[mode] = opt
             times = {m: [] for m in steps}
+            shuffle = random.Random(0).shuffle
             for _ in range(repeat):
-                for m, fn in steps.items():
-                    times[m].append(_seconds(fn, dev))
+                # each round in another order: what one mode's step leaves behind (caches,
+                # OpenMP threads still spinning) falls on each mode in turn
+                order = list(steps)
+                shuffle(order)
+                for m in order:
+                    opt = steps[m]
+                    if m in prepare:
+                        prepare[m](opt)
+                        _sync(dev)
+                    times[m].append(_seconds(opt.step, dev))
             row.update({m: 1e3 * min(t) for m, t in times.items()})
             rows[count] = row
             steps = params = None
@@ -387,7 +426,7 @@ def sweep_markdown(sweep: dict) -> str:
             per = (f"{1e3 * (last - one) / (counts[-1] - counts[0]):.2f}"
                    if isinstance(last, float) and isinstance(one, float) else "–")
             label = torch_fastest_mode(case, torch.device("cpu")) if mode == "torch-fastest" \
-                else mode
+                else "adaptim, new grads" if mode == "adaptim-new-grads" else mode
             lines.append(f"| {case} | {label} | " + " | ".join(cells) + f" | {per} |")
     return "\n".join(lines) + "\n"
 
