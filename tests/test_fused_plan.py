@@ -444,8 +444,9 @@ def test_small_groups_do_not_start_the_cpp_build(monkeypatch, tmp_path):
     monkeypatch.setenv("ADAPTIM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(_plan_check, "disabled", False)
     started = []
+    idle_thread = type("T", (), {"start": lambda self: None})
     monkeypatch.setattr(_plan_check.threading, "Thread",
-                        lambda **kw: started.append(kw) or type("T", (), {"start": lambda self: None})())
+                        lambda **kw: started.append(kw) or idle_thread())
     _plan_check.reset()
     try:
         assert _plan_check.get(_plan_check.BUILD_FROM - 1) is None and not started

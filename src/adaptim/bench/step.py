@@ -346,11 +346,12 @@ def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_
     """ms per step for ``total`` float32 parameters split into ``count`` equal tensors (as a user
     builds them: one tensor per parameter, no flattening), for adaptim's default, torch's
     fastest mode and DeepSpeed's CPU optimizer where it imports; the modes of one case and count
-    are timed in interleaved rounds, each in another order (best of ``repeat``). Gradients stay the same tensors from
-    step to step (``zero_grad(set_to_none=False)``), except in ``adaptim-new-grads``: adaptim's
-    default with new gradient tensors before every step (``zero_grad()``, then each ``p.grad``
-    assigned, untimed), as after a backward pass. Each row is also given relative to the same
-    mode's one-tensor time, and as microseconds per tensor above it."""
+    are timed in interleaved rounds, each in another order (best of ``repeat``). Gradients stay
+    the same tensors from step to step (``zero_grad(set_to_none=False)``), except in
+    ``adaptim-new-grads``: adaptim's default with new gradient tensors before every step
+    (``zero_grad()``, then each ``p.grad`` assigned, untimed), as after a backward pass. Each
+    row is also given relative to the same mode's one-tensor time, and as microseconds per
+    tensor above it."""
     dev = torch.device(device)
     out = {"total": total, "counts": list(counts), "repeat": repeat, "cases": {}}
     for case in cases:
