@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch==2.13.0 resolves to the local CPU wheel on these machines (no multi-GB CUDA download).
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv demo test bench clean lint gpu-check
+.PHONY: venv demo test test-exhaustive bench clean lint gpu-check
 
 $(BIN)/adaptim: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+test-exhaustive: venv
+	$(BIN)/python -m pytest -q -m exhaustive
 
 lint: venv
 	$(BIN)/ruff check .

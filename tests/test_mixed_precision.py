@@ -579,7 +579,7 @@ def test_kernel_conversions_match_torch(low_precision_kernel):
         check_stores(dtype, rounding_edges(dtype))
 
 
-@pytest.mark.slow
+@pytest.mark.exhaustive  # 1-2 min; the rounding edges of every exponent run by default above
 def test_kernel_conversions_match_torch_on_every_float32(low_precision_kernel):
     """All 2^32 float32 bit patterns rounded by the kernel (float16: its vector and its
     element-wise conversion) and by torch's .to(dtype): float16 bit for bit, NaNs included;
