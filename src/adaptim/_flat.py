@@ -46,7 +46,7 @@ from itertools import compress, repeat
 import torch
 from torch import Tensor
 
-from adaptim._tensors import scalar_dtype
+from adaptim._tensors import group_cache, keep_for_group, scalar_dtype
 
 __all__ = ["FlatState", "after_load", "check_group", "lay_out", "plain_state", "step",
            "zero_grad"]
@@ -205,10 +205,7 @@ def _present(tensors: list) -> list:
 
 
 def _layouts(optimizer) -> dict:
-    layouts = optimizer.__dict__.get(_KEY)
-    if layouts is None:
-        layouts = optimizer.__dict__[_KEY] = {}
-    return layouts
+    return group_cache(optimizer, _KEY)
 
 
 def _layout_of(optimizer, group: dict) -> _Layout | None:
@@ -272,11 +269,7 @@ def lay_out(optimizer, group: dict) -> _Layout:
     layout.call = layout.runs = layout.made_len = layout.kinds = None
     layout.plans = 0  # how many times the call was planned (read by tests)
     _seat_all(optimizer, layout)
-    layouts = _layouts(optimizer)
-    live = set(map(id, optimizer.param_groups))
-    for key in [key for key in layouts if key not in live]:
-        del layouts[key]
-    layouts[id(group)] = layout
+    keep_for_group(optimizer, _KEY, group, layout)
     return layout
 
 

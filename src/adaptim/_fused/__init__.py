@@ -56,7 +56,7 @@ from torch import Tensor
 from adaptim._fused import _ckernel, _debug, _plan_check
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
-from adaptim._tensors import real_view, scalar_dtype
+from adaptim._tensors import group_cache, keep_for_group, real_view, scalar_dtype
 
 __all__ = ["fused_update", "planned_step", "forget_plans", "kernel_available", "kernel_suits",
            "cast_state"]
@@ -586,17 +586,17 @@ def _hold_grads(grads_all, grads):
     return hold, refs
 
 
+_PLANS = "_adaptim_plans"  # the instance-dict key of an optimizer's plans (by group id)
+
+
 def _plans(optimizer) -> dict:
-    plans = optimizer.__dict__.get("_adaptim_plans")
-    if plans is None:
-        plans = optimizer.__dict__["_adaptim_plans"] = {}
-    return plans
+    return group_cache(optimizer, _PLANS)
 
 
 def planned_step(optimizer, group, grad_scale: float) -> bool:
     """Take ``group``'s step with its cached plan if it still holds (True), else False: the
     caller then gathers the group tensor by tensor (and a new plan is built where it can be)."""
-    plans = optimizer.__dict__.get("_adaptim_plans")
+    plans = optimizer.__dict__.get(_PLANS)
     if not plans:
         return False
     plan = plans.get(id(group))
@@ -611,7 +611,7 @@ def planned_step(optimizer, group, grad_scale: float) -> bool:
 
 def forget_plans(optimizer) -> None:
     """Drop every cached plan of ``optimizer`` (its state or groups were replaced)."""
-    optimizer.__dict__.pop("_adaptim_plans", None)
+    optimizer.__dict__.pop(_PLANS, None)
 
 
 def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, step_dtype, kernel,
@@ -694,9 +694,5 @@ def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, st
                  ctypes.c_void_p(base + (k + 1) * n * word if step_dtype else None),
                  ctypes.c_int(step_dtype), ctypes.c_void_p(ctypes.addressof(plan.hp)))
     _debug.plan_builds += 1
-    plans = _plans(optimizer)
-    live = set(map(id, optimizer.param_groups))
-    for key in [key for key in plans if key not in live]:
-        del plans[key]
-    plans[id(group)] = plan
+    keep_for_group(optimizer, _PLANS, group, plan)
     return plan
