@@ -1,5 +1,5 @@
-"""Small tensor helpers shared by the optimizer shell, the fused path, the guard and the
-diagnostics (one definition each)."""
+"""Small tensor helpers shared by the optimizer shell, the fused path, the flat layout, the
+guard and the diagnostics (one definition each)."""
 
 from __future__ import annotations
 
