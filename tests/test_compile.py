@@ -170,6 +170,25 @@ def test_forward_backward_change_step_read_in_one_compiled_function_equals_eager
             assert torch.equal(opt_c.state[a][key], value), key
 
 
+def _compiled_beside_eager(make, backend, backward, steps):
+    """Two copies from ``make()`` (model, optimizer, update function), one update compiled with
+    ``backend``: after each backward, both updates' outputs, the parameters and the gradients
+    must be bit-equal. Returns (compiled model, eager model, compiled model's optimizer)."""
+    eager, _, update_e = make()
+    compiled, opt_c, update_c = make()
+    update_c = torch.compile(update_c, backend=backend)
+    for _ in range(steps):
+        for model in (eager, compiled):
+            model.zero_grad()
+            backward(model)
+        for a, b in zip(update_c(), update_e()):
+            assert torch.equal(a, b)
+        for a, b in zip(compiled.parameters(), eager.parameters()):
+            assert torch.equal(a, b)
+            assert (a.grad is None and b.grad is None) or torch.equal(a.grad, b.grad)
+    return compiled, eager, opt_c
+
+
 @pytest.mark.parametrize("backend", ["inductor", "aot_eager", "eager"])
 def test_changes_before_the_step_and_reads_after_it_are_ordered(backend):
     # Exact arithmetic (halving, adding 1) so that any backend's bits equal eager's: gradients
@@ -191,18 +210,10 @@ def test_changes_before_the_step_and_reads_after_it_are_ordered(backend):
             return [p * 2.0 for p in params]
         return model, opt, update
 
-    eager, opt_e, update_e = make()
-    compiled, opt_c, update_c = make()
-    update_c = torch.compile(update_c, backend=backend)
-    for _ in range(4):
-        for model in (eager, compiled):
-            model.zero_grad()
-            model(x).square().mean().backward()
-        for a, b in zip(update_c(), update_e()):
-            assert torch.equal(a, b)
-        for a, b in zip(compiled.parameters(), eager.parameters()):
-            assert torch.equal(a, b)
-            assert torch.equal(a.grad, b.grad)
+    def backward(model):
+        model(x).square().mean().backward()
+
+    compiled, _, opt_c = _compiled_beside_eager(make, backend, backward, steps=4)
     assert int(opt_c.state[next(compiled.parameters())]["step"]) == 4
 
 
@@ -220,20 +231,13 @@ def test_parameters_without_gradients_keep_their_values_and_state(backend):
             return [p * 2.0 for p in model.parameters()]
         return model, opt, update
 
-    eager, opt_e, update_e = make()
-    compiled, opt_c, update_c = make()
-    update_c = torch.compile(update_c, backend=backend)
-    for _ in range(3):
-        for model in (eager, compiled):
-            model.zero_grad()
-            h = model[0](x).detach()  # no gradient reaches the first layer
-            model[2](model[1](h)).square().mean().backward()
-        for a, b in zip(update_c(), update_e()):
-            assert torch.equal(a, b)
+    def backward(model):
+        h = model[0](x).detach()  # no gradient reaches the first layer
+        model[2](model[1](h)).square().mean().backward()
+
+    compiled, _, opt_c = _compiled_beside_eager(make, backend, backward, steps=3)
     first = next(compiled.parameters())
     assert first.grad is None and first not in opt_c.state
-    for a, b in zip(compiled.parameters(), eager.parameters()):
-        assert torch.equal(a, b)
 
 
 def test_triton_path_runs_inside_the_operator(monkeypatch):
