@@ -46,18 +46,18 @@ from itertools import compress, repeat
 import torch
 from torch import Tensor
 
+from adaptim._tensors import DTYPE as _DTYPE
+from adaptim._tensors import GRAD as _GRAD
+from adaptim._tensors import LAYOUT as _LAYOUT
 from adaptim._tensors import group_cache, keep_for_group, scalar_dtype
 
 __all__ = ["FlatState", "after_load", "check_group", "lay_out", "plain_state", "step",
            "zero_grad"]
 
-_GRAD = operator.attrgetter("grad")
 _PTR = Tensor.data_ptr
 _IS = operator.is_
 _IS_NOT = operator.is_not
-_LAYOUT = operator.attrgetter("layout")
 _NUMEL = Tensor.numel
-_DTYPE = operator.attrgetter("dtype")
 _KEY = "_adaptim_flat"  # optimizer.__dict__ entry: {id(group): _Layout}
 _SNAP = "_adaptim_flat_state"  # optimizer.__dict__ entry: the state snapshot
 

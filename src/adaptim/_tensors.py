@@ -8,11 +8,14 @@ import operator
 import torch
 from torch import Tensor
 
-__all__ = ["DTYPE", "IS_CPU", "group_cache", "keep_for_group", "real_view", "scalar_dtype"]
+__all__ = ["DTYPE", "GRAD", "IS_CPU", "LAYOUT", "group_cache", "keep_for_group", "real_view",
+           "scalar_dtype"]
 
 # Getters for map() over tensor lists (C-level iteration instead of a Python loop per tensor)
 DTYPE = operator.attrgetter("dtype")
+GRAD = operator.attrgetter("grad")
 IS_CPU = operator.attrgetter("is_cpu")
+LAYOUT = operator.attrgetter("layout")
 
 
 def scalar_dtype() -> torch.dtype:

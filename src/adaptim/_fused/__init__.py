@@ -55,7 +55,9 @@ from torch import Tensor
 
 from adaptim._fused import _ckernel, _debug, _plan_check
 from adaptim._tensors import DTYPE as _DTYPE
+from adaptim._tensors import GRAD as _GRAD
 from adaptim._tensors import IS_CPU as _IS_CPU
+from adaptim._tensors import LAYOUT as _LAYOUT
 from adaptim._tensors import group_cache, keep_for_group, real_view, scalar_dtype
 
 __all__ = ["fused_update", "planned_step", "forget_plans", "kernel_available", "kernel_suits",
@@ -473,8 +475,6 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 #
 # Neither sees a state tensor whose data is swapped in place (``state[p]["exp_avg"].data = x``,
 # ``set_``): the kernel then updates the memory the plan holds, not the new one.
-_GRAD = operator.attrgetter("grad")
-_LAYOUT = operator.attrgetter("layout")
 _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
 _NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient

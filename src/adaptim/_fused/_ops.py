@@ -33,12 +33,13 @@ from itertools import repeat
 import torch
 from torch import Tensor
 
+from adaptim._tensors import GRAD as _GRAD
+
 __all__ = ["compiled_step", "register"]
 
 # The live adaptim optimizers by id, for the operator (weak references: registering keeps
 # nothing alive).
 _OPTIMIZERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-_GRAD = operator.attrgetter("grad")
 
 # torch.library.Library rather than torch.library.custom_op: the latter's Python dispatch layers
 # (autograd wrapper, default filling, version bumps) cost more per call than a small model's
