@@ -1,5 +1,8 @@
-"""Cached group plans of the fused C path (adaptim._fused._Plan): every way a plan can go stale is
-detected, and what does not make it stale keeps it.
+"""Cached group plans: every way a plan can go stale is detected, and what does not make it stale
+keeps it, on each path that plans (the ``path`` fixture): the C kernel's call
+(adaptim._fused._Plan), the Triton launch (adaptim._fused._triton._LaunchPlan, run here by
+Triton's interpreter on CPU tensors) and the multi-tensor reference step
+(adaptim._fused._ReferencePlan: ``foreach=True``, the CUDA default).
 
 Each scenario runs the same model and optimizer twice: once with plans (the default) and once
 with every plan dropped before each step, so each step re-gathers the group tensor by tensor
@@ -39,6 +42,26 @@ def checker(request, monkeypatch):
         monkeypatch.setattr(_plan_check, "disabled", True)
     return request.param
 
+
+# path -> the optimizer options that take it, and the plan class it caches
+PATHS = {"c": ({}, "_Plan"), "triton": (dict(fused=True), "_LaunchPlan"),
+         "foreach": (dict(foreach=True), "_ReferencePlan")}
+
+
+@pytest.fixture(params=list(PATHS))
+def path(request, monkeypatch):
+    """The path a test's optimizers take; Triton's runs in its interpreter on CPU tensors."""
+    if request.param == "triton":
+        pytest.importorskip("triton")
+        monkeypatch.setattr(_fused, "_TRITON_ON_CPU", True)
+    return request.param
+
+
+def _plan_type(opt) -> str:
+    (plan,) = opt._adaptim_plans.values()
+    return type(plan).__name__
+
+
 SIZES = [(7, 5), (33,), (4, 4, 2)]
 STATEFUL = ["momentum", "adam", "rmsprop", "adagrad", "adadelta"]
 
@@ -61,11 +84,11 @@ def _fill_grads(params, step, create=True):
 
 
 class Side:
-    def __init__(self, name, planned, **kw):
+    def __init__(self, name, planned, path="c", **kw):
         self.params = _params()
         self.module = torch.nn.ParameterList(self.params)
         assert all(a is b for a, b in zip(self.module, self.params))
-        self.opt = adaptim.create(name, self.params, lr=1e-2, **kw)
+        self.opt = adaptim.create(name, self.params, lr=1e-2, **PATHS[path][0], **kw)
         self.planned = planned
         self.step_no = 0
 
@@ -90,12 +113,13 @@ def _assert_same(a: Side, b: Side):
                 assert torch.equal(torch.as_tensor(sx[k]), torch.as_tensor(sy[k])), k
 
 
-def _scenario(name, change, hit: bool, after=None, **kw):
-    sides = [Side(name, planned=True, **kw), Side(name, planned=False, **kw)]
+def _scenario(name, change, hit: bool, after=None, path="c", **kw):
+    sides = [Side(name, planned=True, path=path, **kw), Side(name, planned=False, path=path, **kw)]
     for _ in range(3):
         for s in sides:
             s.step()
     assert sides[0].step() == 1, "the plan did not run in the steady state"
+    assert _plan_type(sides[0].opt) == PATHS[path][1]
     sides[1].step()
     for s in sides:
         change(s)
@@ -120,6 +144,16 @@ def _swap_data(s):
 
 def _to_float64(s):
     s.module.to(torch.float64)
+
+
+def _to_float64_with_state(s):
+    """``_to_float64`` for the multi-tensor rule, which needs state of the parameter's dtype (as
+    torch.optim's foreach rules do): the state is cast too."""
+    s.module.to(torch.float64)
+    for st in s.opt.state.values():
+        for key, value in st.items():
+            if key != "step" and torch.is_tensor(value):
+                st[key] = value.double()
 
 
 def _load_earlier(s):
@@ -170,10 +204,12 @@ def _state_dtype_set(s):
 @pytest.mark.parametrize("change", [_swap_data, _to_float64, _drop_one_grad, _swap_grad_data,
                                     _unfuse, _state_dtype_set],
                          ids=lambda f: f.__name__.strip("_"))
-def test_change_is_detected(name, change, checker):
+def test_change_is_detected(name, change, checker, path):
     # The C++ check reads every gradient's address at each step, so a gradient whose data was
     # swapped is taken as it is (like a new gradient), without planning again.
-    _scenario(name, change, hit=checker == "native" and change is _swap_grad_data)
+    if path == "foreach" and change is _to_float64:
+        change = _to_float64_with_state
+    _scenario(name, change, hit=checker == "native" and change is _swap_grad_data, path=path)
 
 
 @pytest.mark.parametrize("name, change", [
@@ -181,13 +217,13 @@ def test_change_is_detected(name, change, checker):
     for change in (_replace_state_tensor, _replace_state_dict, _replace_step)
     if not (name == "momentum" and change is _replace_step)],  # SGD keeps no step count
     ids=lambda x: x if isinstance(x, str) else x.__name__.strip("_"))
-def test_replaced_state_is_detected(name, change):
-    _scenario(name, change, hit=False)
+def test_replaced_state_is_detected(name, change, path):
+    _scenario(name, change, hit=False, path=path)
 
 
 @pytest.mark.parametrize("name", STATEFUL)
-def test_load_state_dict_is_detected(name):
-    sides = [Side(name, planned=True), Side(name, planned=False)]
+def test_load_state_dict_is_detected(name, path):
+    sides = [Side(name, planned=True, path=path), Side(name, planned=False, path=path)]
     for s in sides:
         s.step()
         s.saved = s.opt.state_dict()
@@ -207,48 +243,49 @@ def test_load_state_dict_is_detected(name):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_add_param_group_plans_the_new_group(name):
+def test_add_param_group_plans_the_new_group(name, path):
     builds = _fused._debug.plan_builds
-    a, _ = _scenario(name, _new_group, hit=True)  # the first group's plan still holds
+    a, _ = _scenario(name, _new_group, hit=True, path=path)  # the first group's plan holds
     assert _fused._debug.plan_builds - builds >= 2 + 1  # each side's first group, then the new
     assert len(a.opt._adaptim_plans) == 2
 
 
-def test_sgd_momentum_turned_on_is_detected():
+def test_sgd_momentum_turned_on_is_detected(path):
     def momentum_on(s):
         s.opt.param_groups[0]["momentum"] = 0.9
-    _scenario("sgd", momentum_on, hit=False)
+    _scenario("sgd", momentum_on, hit=False, path=path)
 
 
 @pytest.mark.parametrize("name", ["sgd"] + STATEFUL)
-def test_new_gradients_are_adopted(name):
+def test_new_gradients_are_adopted(name, path):
     """zero_grad() (set_to_none) then a new gradient per parameter, every step: the plan takes
     the new tensors' addresses without re-planning."""
     def new_grads(s):
         s.opt.zero_grad()
         _fill_grads(s.params, 100 + s.step_no)
-    _scenario(name, new_grads, hit=True, after=new_grads)
+    _scenario(name, new_grads, hit=True, after=new_grads, path=path)
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam"])
-def test_zero_grad_in_place_keeps_the_plan(name):
+def test_zero_grad_in_place_keeps_the_plan(name, path):
     def zero(s):
         s.opt.zero_grad(set_to_none=False)
-    _scenario(name, zero, hit=True, after=zero)
+    _scenario(name, zero, hit=True, after=zero, path=path)
 
 
-def test_param_without_gradient_is_planned_and_untouched():
+def test_param_without_gradient_is_planned_and_untouched(path):
     """A parameter that never gets a gradient: the group is planned without it, it stays as it
     was and has no state; when it gets a gradient the plan is rebuilt."""
     params = _params()
     frozen = params[1].detach().clone()
-    opt = adaptim.Adam(params, lr=1e-2)
+    opt = adaptim.Adam(params, lr=1e-2, **PATHS[path][0])
     active = [params[0], params[2]]
     for step in range(4):
         _fill_grads(active, step)
         hits = _fused._debug.plan_hits
         opt.step()
         assert _fused._debug.plan_hits - hits == (1 if step >= 1 else 0)
+    assert _plan_type(opt) == PATHS[path][1]
     assert torch.equal(params[1], frozen) and params[1] not in opt.state
     _fill_grads(params, 9)
     hits = _fused._debug.plan_hits
@@ -324,20 +361,21 @@ def test_default_picks_the_cheaper_path_for_tiny_groups(name, kw, tensors, kerne
         assert all(torch.equal(a, b) for a, b in zip(params, reference))
 
 
+@pytest.mark.parametrize("path", ["c", "triton"], indirect=True)  # (foreach: no kernel)
 @pytest.mark.parametrize("change", [_swap_data, _replace_state_tensor, _drop_one_grad],
                          ids=lambda f: f.__name__.strip("_"))
-def test_change_is_detected_with_bfloat16_state(change):
-    _scenario("adam", change, hit=False, state_dtype=torch.bfloat16)
+def test_change_is_detected_with_bfloat16_state(change, path):
+    _scenario("adam", change, hit=False, path=path, state_dtype=torch.bfloat16)
 
 
 @pytest.mark.parametrize("groups", [1, 3], ids=["one-group", "three-groups"])
-def test_replaced_state_dict_is_detected_either_way(groups):
+def test_replaced_state_dict_is_detected_either_way(groups, path):
     """A group holding most of optimizer.state compares the whole mapping; one of several
     looks its parameters up: both see a parameter's state dict replaced."""
     def build():
         params = [torch.nn.Parameter(torch.full((5,), float(i))) for i in range(3)]
         opt = adaptim.Adam([{"params": params}] if groups == 1 else
-                           [{"params": [p]} for p in params], lr=1e-2)
+                           [{"params": [p]} for p in params], lr=1e-2, **PATHS[path][0])
         return params, opt
     (pa, a), (pb, b) = build(), build()
     for step in range(3):
@@ -385,15 +423,15 @@ def _reorder_params(s):
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("change", [_strided_grad, _reorder_params],
                          ids=lambda f: f.__name__.strip("_"))
-def test_layout_changes_are_detected(name, change):
-    _scenario(name, change, hit=False)
+def test_layout_changes_are_detected(name, change, path):
+    _scenario(name, change, hit=False, path=path)
 
 
 @pytest.mark.parametrize("checker", ["native"], indirect=True)
-def test_cpp_check_sees_a_parameter_laid_out_anew_at_the_same_address(checker):
+def test_cpp_check_sees_a_parameter_laid_out_anew_at_the_same_address(checker, path):
     # (the Python check compares parameters' addresses only; SGD: state of the old shape would
     # not fit the new one)
-    _scenario("sgd", _transpose_param, hit=False)
+    _scenario("sgd", _transpose_param, hit=False, path=path)
 
 
 def test_plan_moves_to_the_cpp_check_once_it_is_loaded(monkeypatch):

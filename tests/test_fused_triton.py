@@ -140,14 +140,16 @@ def test_grad_scale_is_applied_in_the_kernel(name, triton_on_cpu):
 
 
 class _LaunchSpy:
-    """Stands in for a kernel: records each launch's arguments, then launches the kernel."""
+    """Stands in for a kernel: records each launch's arguments (copies of its tensors: a
+    cached plan rewrites its table in place at every step), then launches the kernel."""
 
     def __init__(self, kernel):
         self.kernel, self.calls = kernel, []
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
-            self.calls.append((args, kwargs))
+            self.calls.append((tuple(a.clone() if isinstance(a, torch.Tensor) else a
+                                     for a in args), kwargs))
             return self.kernel[grid](*args, **kwargs)
         return launch
 
@@ -175,7 +177,7 @@ def test_no_recompilation_when_lr_changes_every_step(triton_on_cpu, monkeypatch)
     assert len(spy.calls) == 8
     assert all(isinstance(a, torch.Tensor) for args, _ in spy.calls for a in args)
     assert len({tuple(sorted(kwargs.items())) for _, kwargs in spy.calls}) == 1
-    lrs = [float(args[1][11]) for args, _ in spy.calls]  # hp[11] = lr (tables kept alive above)
+    lrs = [float(args[1][11]) for args, _ in spy.calls]  # hp[11] = lr
     assert lrs == pytest.approx([0.01 / (1 + t) for t in range(8)], rel=1e-15)
     torch.testing.assert_close(pf[0], pu[0], rtol=1e-12, atol=1e-12)
 

@@ -258,7 +258,8 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 continue  # the group's cached kernel call still holds: nothing to gather
             params, grads, states = self._gather(group)
             if params:
-                self._run_group(group, params, grads, states, grad_scale, plan=True)
+                self._run_group(group, params, grads, states, grad_scale,
+                                plan=_fused.planning)
 
     def _run_group(self, group: dict, params: list[Tensor], grads: list[Tensor],
                    states: list[dict], grad_scale: float, plan: bool) -> None:
@@ -283,8 +284,10 @@ class AdaptimOptimizer(torch.optim.Optimizer):
         else:
             if grad_scale != 1.0:
                 torch._foreach_mul_(grads, grad_scale)
-            self.algorithm.reference_step(group, params, grads, states,
-                                          self._foreach_chosen(group, params, grads))
+            foreach = self._foreach_chosen(group, params, grads)
+            self.algorithm.reference_step(group, params, grads, states, foreach)
+            if plan and foreach:  # the multi-tensor step's lists, kept for the next steps
+                _fused.plan_reference(self, group, params, grads, states)
 
     @torch._disable_dynamo  # as torch.optim's zero_grad
     def zero_grad(self, set_to_none: bool = True) -> None:

@@ -23,9 +23,11 @@ another dtype. Where no C compiler works, every CPU tensor takes that path, afte
 A group the kernel takes whole is planned once: the call's pointers, sizes and step counters
 sit in one buffer that later steps re-check and reuse (:func:`planned_step`, before the group
 is gathered); a change that could leave a pointer stale drops the plan and the group is
-gathered and planned again. The check is one call into C++ (``plan_check.cpp``, about 0.1 µs
-per tensor, see :mod:`._plan_check`), or, until that is built or where it cannot be, bulk
-checks in Python (about 0.5 µs per tensor).
+gathered and planned again. The same holds for a group the Triton kernels take whole (its
+launch table, :mod:`._triton`) and for a group whose step is the multi-tensor reference rule
+(its tensor lists, :func:`plan_reference`). The check is one call into C++
+(``plan_check.cpp``, about 0.1 µs per tensor, see :mod:`._plan_check`), or, until that is
+built or where it cannot be, bulk checks in Python (about 0.5 µs per tensor).
 
 ``state_dtype=torch.bfloat16`` stores the state in bfloat16; each step loads it to float32,
 runs the float32 rule and rounds the new state once (round to nearest even).
@@ -60,8 +62,8 @@ from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import LAYOUT as _LAYOUT
 from adaptim._tensors import group_cache, keep_for_group, real_view, scalar_dtype
 
-__all__ = ["fused_update", "planned_step", "forget_plans", "kernel_available", "kernel_suits",
-           "cast_state"]
+__all__ = ["fused_update", "planned_step", "plan_reference", "forget_plans", "kernel_available",
+           "kernel_suits", "cast_state"]
 
 _MODES = {  # (param dtype, state dtype) -> kernel mode (kernels.c, _ckernel.MODE_DTYPES)
     (getattr(torch, param), getattr(torch, state)): mode
@@ -72,6 +74,9 @@ _warned = False
 # under Triton's interpreter (also: ADAPTIM_TRITON_INTERPRET=1).
 _TRITON_ON_CPU = os.environ.get("ADAPTIM_TRITON_INTERPRET") == "1"
 _triton_warned = False
+# Whether steps cache their group's plan (see planned_step). Benchmarks turn it off to time the
+# step every group takes where no plan holds.
+planning = True
 
 
 
@@ -254,7 +259,8 @@ def fused_update(optimizer, group, params, grads, states, grad_scale: float,
                 cast_state(optimizer, group, [states[i] for i in rest])
 
             triton_path.update(spec, group, params, grads, states, grad_scale, fallback,
-                               interpret_cpu=_TRITON_ON_CPU)
+                               interpret_cpu=_TRITON_ON_CPU,
+                               plan_for=optimizer if plan else None)
             return
     if not fused or _ckernel.failed():
         _reference_update(spec, group, params, grads, states, grad_scale)
@@ -449,15 +455,18 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 
 
 # ---------------------------------------------------------------- cached plans
-# A group's kernel call is built once (pointers, sizes, step pointers: one buffer) and re-checked
-# at every step. Both checks compare the group's options (``fused``, ``foreach``,
-# ``state_dtype``, the state they need: momentum turned on), the optimizer's state dict, the
-# group's parameter list element by element (a parameter added, removed or reordered), and:
+# A group's step is built once and re-checked at every step: the C kernel's call (pointers,
+# sizes, step pointers: one buffer, ``_Plan``), the Triton launch's table (``_triton``'s
+# ``_LaunchPlan``) or the multi-tensor reference step's tensor lists (``_ReferencePlan``). All
+# three share one check (``_PlanCheck``). It compares the group's options (``fused``,
+# ``foreach``, ``differentiable``, ``state_dtype``, the state they need: momentum turned on),
+# the optimizer's state dict, the group's parameter list element by element (a parameter added,
+# removed or reordered), and:
 #
 # The C++ check (plan_check.cpp, one call, about 0.1 µs per tensor) reads every parameter and
-# gradient afresh: the parameter's address, dtype, size and layout (``p.data = ...``,
+# gradient afresh: the parameter's address, dtype, size, layout and device (``p.data = ...``,
 # ``module.to(dtype)``, ``set_``, a view laid out anew at the same address), whether each has
-# a gradient, and each gradient's address, dtype, size and layout, taken as it is
+# a gradient, and each gradient's address, dtype, size, layout and device, taken as it is
 # (``zero_grad()`` then backward costs nothing more); optimizer.state entry by entry (or each
 # parameter looked up, where the group holds the lesser part of it), and each state tensor's
 # identity (``load_state_dict``, a state dict or tensor replaced, cast to ``state_dtype``). The
@@ -477,60 +486,60 @@ def _call_columns(kernel, mode: int, columns: list, steps, step_dtype: int, hp: 
 # ``set_``): the kernel then updates the memory the plan holds, not the new one.
 _PTR = Tensor.data_ptr
 _STORAGE = Tensor.untyped_storage
+_DEVICE = operator.attrgetter("device")
 _NO_GRAD = type(None)  # called, returns None: the weak reference of a missing gradient
 _CALL = getattr(operator, "call", None) or (lambda f: f())  # operator.call: Python 3.11+
 _PLAIN = (Tensor, torch.nn.Parameter)  # the parameter types the C++ check reads
 
 
-class _Plan:
-    """One group's kernel call, ready to run: see the comment above for what is re-checked."""
+class _PlanCheck:
+    """What a cached plan re-checks at each step (see the comment above): the group's own
+    parameters with a gradient (``params``, all of one dtype and device, contiguous), their
+    state dicts' tensors under ``keys``, and ``buf``, 8-byte words whose first ``n`` are the
+    parameters' addresses, the next ``n`` the gradients' (rewritten by each check that holds)
+    and the ``n`` at word ``k * n`` the element counts. :func:`_init_check` fills it in."""
 
     __slots__ = ("group", "all_params", "params", "mask", "none_pattern", "grad_refs",
                  "param_ptrs", "grad_ptrs", "grad_hold", "state", "keys", "state_cols",
-                 "required", "fused", "foreach", "state_dtype", "lib", "kernel", "mode",
-                 "step_dtype", "make_hp", "buf", "hp", "args", "n", "numels", "dtype", "keep",
-                 "state_snapshot", "native", "native_head", "native_tail")
+                 "required", "fused", "foreach", "differentiable", "state_dtype", "buf", "n",
+                 "numels", "dtype", "device", "keep", "state_snapshot", "native",
+                 "native_head", "native_tail")
 
-    def run(self, optimizer, group, grad_scale: float) -> bool:
-        """Check the plan against the group as it is now and, if it holds, take the step."""
+    def holds(self, optimizer, group):
+        """Whether the plan still fits the group as it is now (false if not). When it holds,
+        the gradients' addresses are in ``buf[n:2n]``, and the Python check returns the
+        gradients (a list: it read them), the C++ check True."""
         gp = group["params"]
-        all_params = self.all_params
-        if len(gp) != len(all_params) \
+        if len(gp) != len(self.all_params) \
                 or group.get("fused") is not self.fused \
                 or group.get("foreach") is not self.foreach \
+                or group.get("differentiable") is not self.differentiable \
                 or group.get("state_dtype") is not self.state_dtype \
                 or optimizer.state is not self.state \
-                or optimizer.algorithm.required_state(group) != self.required \
-                or _ckernel.loaded(self.mode) is not self.lib:
+                or optimizer.algorithm.required_state(group) != self.required:
             return False
         native = self.native
         if native is not None:
-            if native(*self.native_head, gp, *self.native_tail):
-                return False
-        elif _plan_check.get(0) is not None or not self._python_check(optimizer, gp):
-            return False  # (the C++ check is loaded now: planned again, to use it)
-        self.hp[:] = self.make_hp(group, grad_scale, False)
-        _debug.calls += 1
-        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
-        if rc != 0:
-            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
-        return True
+            return not native(*self.native_head, gp, *self.native_tail)
+        # (once the C++ check is loaded, a plan checked in Python is planned again, to use it)
+        return _plan_check.get(0) is None and self._python_check(optimizer, gp)
 
-    def _python_check(self, optimizer, gp) -> bool:
-        """The plan's checks in Python, where the C++ check is not loaded."""
+    def _python_check(self, optimizer, gp) -> list | None:
+        """The plan's checks in Python, where the C++ check is not loaded: the planned
+        parameters' gradients if it holds, else None."""
         if not all(map(operator.is_, gp, self.all_params)):
-            return False
+            return None
         grads_all = list(map(_GRAD, gp))
         grads = grads_all if self.mask is None else list(compress(grads_all, self.mask))
         if all(map(operator.is_, grads_all, map(_CALL, self.grad_refs))):
             # a dead reference (the gradient was freed) reads None like a missing gradient, but
             # then the holder has let its storages go
             if self.grad_hold.storages is None or list(map(_PTR, grads)) != self.grad_ptrs:
-                return False
+                return None
         elif not self._adopt_grads(grads_all, grads):
-            return False
+            return None
         if list(map(_PTR, self.params)) != self.param_ptrs:
-            return False
+            return None
         if self.keys:
             n = self.n
             state = optimizer.state
@@ -541,11 +550,11 @@ class _Plan:
                 snap_keys, snap_values, states = self.state_snapshot
                 if len(state) != len(snap_keys) or not all(map(operator.is_, state, snap_keys)) \
                         or not all(map(operator.is_, state.values(), snap_values)):
-                    return False
+                    return None
             for key, col in zip(self.keys, self.state_cols):
                 if not all(map(operator.is_, map(dict.get, states, repeat(key, n)), col)):
-                    return False
-        return True
+                    return None
+        return grads
 
     def _adopt_grads(self, grads_all, grads) -> bool:
         """New gradient tensors (backward after ``zero_grad()``): checked in bulk like the
@@ -553,7 +562,8 @@ class _Plan:
         if list(map(operator.is_, grads_all, repeat(None))) != self.none_pattern:
             return False
         if set(map(_LAYOUT, grads)) != {torch.strided} \
-                or set(map(_DTYPE, grads)) != {self.dtype} or not all(map(_IS_CPU, grads)) \
+                or set(map(_DTYPE, grads)) != {self.dtype} \
+                or set(map(_DEVICE, grads)) != {self.device} \
                 or not all(map(Tensor.is_contiguous, grads)) \
                 or list(map(Tensor.numel, grads)) != self.numels:
             return False
@@ -561,6 +571,118 @@ class _Plan:
         self.grad_ptrs = list(map(_PTR, grads))
         self.buf[n:2 * n] = self.grad_ptrs
         self.grad_hold, self.grad_refs = _hold_grads(grads_all, grads)
+        return True
+
+
+def _init_check(plan: _PlanCheck, optimizer, group, params, grads, states, keys, buf, k) -> bool:
+    """Fill in ``plan``'s check for ``params`` (with ``grads``, ``states``: what the step just
+    took) and the state tensors under ``keys``; ``buf`` is laid out as :class:`_PlanCheck` says,
+    ``k`` its column count. False (no plan) where the tensors are not the group's own
+    parameters with a gradient (complex views, DTensor shards, copies) or their states not
+    optimizer.state's."""
+    gp = group["params"]
+    grads_all = list(map(_GRAD, gp))
+    none_pattern = list(map(operator.is_, grads_all, repeat(None)))
+    mask = None if not any(none_pattern) else [not x for x in none_pattern]
+    sel_p = list(gp) if mask is None else list(compress(gp, mask))
+    sel_g = grads_all if mask is None else list(compress(grads_all, mask))
+    n = len(params)
+    if len(sel_p) != n or not all(map(operator.is_, sel_p, params)) \
+            or not all(map(operator.is_, sel_g, grads)):
+        return False
+    if keys and not all(map(operator.is_, map(optimizer.state.get, params), states)):
+        return False
+    plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
+    plan.none_pattern = none_pattern
+    plan.state, plan.required = optimizer.state, optimizer.algorithm.required_state(group)
+    plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
+    plan.foreach, plan.differentiable = group.get("foreach"), group.get("differentiable")
+    plan.keys, plan.state_cols, plan.keep = [], [], []
+    plan.state_snapshot = plan.native = None
+    plan.n, plan.numels = n, list(map(Tensor.numel, params))
+    plan.dtype, plan.device = params[0].dtype, params[0].device
+    plan.param_ptrs, plan.grad_ptrs = list(map(_PTR, params)), list(map(_PTR, grads))
+    plan.buf = buf
+    # where this group holds most of optimizer.state, comparing the whole mapping entry by entry
+    # is cheaper than looking each parameter up (a Python-level Tensor.__hash__)
+    snapshot = 2 * n >= len(optimizer.state)
+    native = _plan_check.get(len(gp))
+    if native is not None and all(type(p) in _PLAIN for p in gp):
+        # The C++ check reads parameters and gradients afresh at each step and compares state
+        # tensors by identity: the plan holds those and their storages.
+        types = (Tensor, torch.nn.Parameter)
+        held = [st[key] for key in keys for st in states]
+        in_plan = np.array([not x for x in none_pattern], dtype=np.uint8)
+        plan.keep = [in_plan, *map(_STORAGE, held)]  # (the check reads in_plan's address)
+        plan.native = native.adaptim_plan_check
+        plan.native_head = types
+        plan.native_tail = (
+            plan.all_params, ctypes.c_void_p(in_plan.ctypes.data), optimizer.state,
+            list(optimizer.state) if snapshot else None,
+            list(optimizer.state.values()) if snapshot else None, list(states), tuple(keys),
+            held, ctypes.c_void_p(buf.ctypes.data), ctypes.c_int64(n), ctypes.c_int64(k),
+            ctypes.c_int(native.adaptim_plan_dtype(*types, params[0])),
+            ctypes.c_int(native.adaptim_plan_device(*types, params[0])))
+        return True
+    plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
+    plan.keep = list(map(_STORAGE, params))
+    if keys:
+        if snapshot:
+            plan.state_snapshot = (list(optimizer.state), list(optimizer.state.values()),
+                                   list(states))
+        for key in keys:
+            col = list(map(dict.get, states, repeat(key, n)))
+            plan.keys.append(key)
+            plan.state_cols.append(col)
+            plan.keep.extend(map(_STORAGE, col))
+    return True
+
+
+def _check_buffer(params, grads) -> np.ndarray:
+    """A :class:`_PlanCheck` buffer of two columns (parameter, gradient addresses), then the
+    element counts."""
+    n = len(params)
+    buf = np.empty(3 * n, dtype=np.uint64)
+    buf[:n] = np.fromiter(map(_PTR, params), np.uint64, n)
+    buf[n:2 * n] = np.fromiter(map(_PTR, grads), np.uint64, n)
+    buf[2 * n:] = np.fromiter(map(Tensor.numel, params), np.uint64, n)
+    return buf
+
+
+class _Plan(_PlanCheck):
+    """One group's C kernel call, ready to run."""
+
+    __slots__ = ("lib", "kernel", "mode", "step_dtype", "make_hp", "hp", "args")
+
+    def run(self, optimizer, group, grad_scale: float) -> bool:
+        """Check the plan against the group as it is now and, if it holds, take the step."""
+        if _ckernel.loaded(self.mode) is not self.lib or not self.holds(optimizer, group):
+            return False
+        self.hp[:] = self.make_hp(group, grad_scale, False)
+        _debug.calls += 1
+        rc = self.kernel(*self.args, ctypes.c_int(torch.get_num_threads()))
+        if rc != 0:
+            raise RuntimeError(f"adaptim fused kernel failed (code {rc})")
+        return True
+
+
+class _ReferencePlan(_PlanCheck):
+    """One group's multi-tensor reference step (``reference_step(..., foreach=True)``: CUDA
+    groups by default, ``foreach=True`` anywhere) on the tensor lists :meth:`_gather` made,
+    kept while the check holds; the gradients are read afresh (``p.grad``, in bulk)."""
+
+    __slots__ = ("states",)
+
+    def run(self, optimizer, group, grad_scale: float) -> bool:
+        grads = self.holds(optimizer, group)
+        if not grads:
+            return False
+        params = self.params
+        if grads is True:  # (the C++ check read them without making their Python objects)
+            grads = list(map(_GRAD, params))
+        if grad_scale != 1.0:
+            torch._foreach_mul_(grads, grad_scale)
+        optimizer.algorithm.reference_step(group, params, grads, self.states, True)
         return True
 
 
@@ -593,6 +715,11 @@ def _plans(optimizer) -> dict:
     return group_cache(optimizer, _PLANS)
 
 
+def _keep_plan(optimizer, group, plan) -> None:
+    _debug.plan_builds += 1
+    keep_for_group(optimizer, _PLANS, group, plan)
+
+
 def planned_step(optimizer, group, grad_scale: float) -> bool:
     """Take ``group``'s step with its cached plan if it still holds (True), else False: the
     caller then gathers the group tensor by tensor (and a new plan is built where it can be)."""
@@ -614,85 +741,57 @@ def forget_plans(optimizer) -> None:
     optimizer.__dict__.pop(_PLANS, None)
 
 
+def plan_reference(optimizer, group, params, grads, states) -> None:
+    """Cache the multi-tensor reference step ``group`` just took on ``params``, ``grads`` and
+    ``states`` (gathered: parameters with a gradient, their lazily made states), where they are
+    the group's own tensors of one dtype and device, contiguous, and every state holds what the
+    group's options need (made by now, as torch.optim makes it: at the first step)."""
+    if not params or not all(type(p) in _PLAIN for p in params) \
+            or len(set(map(_DTYPE, params))) != 1 or len(set(map(_DEVICE, params))) != 1:
+        return
+    dtype, device = params[0].dtype, params[0].device
+    if set(map(_LAYOUT, params)) != {torch.strided} \
+            or set(map(_LAYOUT, grads)) != {torch.strided} \
+            or set(map(_DTYPE, grads)) != {dtype} or set(map(_DEVICE, grads)) != {device} \
+            or not all(map(Tensor.is_contiguous, params)) \
+            or not all(map(Tensor.is_contiguous, grads)) \
+            or list(map(Tensor.numel, grads)) != list(map(Tensor.numel, params)):
+        return
+    keys = []
+    if not optimizer.algorithm.stateless(group):
+        keys = sorted(optimizer.algorithm.required_state(group))
+        n = len(states)
+        for key in keys:
+            if not all(map(isinstance, map(dict.get, states, repeat(key, n)), repeat(Tensor))):
+                return
+    plan = _ReferencePlan()
+    if _init_check(plan, optimizer, group, params, grads, states, keys,
+                   _check_buffer(params, grads), 2):
+        plan.states = list(states)
+        _keep_plan(optimizer, group, plan)
+
+
 def _make_plan(optimizer, group, params, grads, states, columns, mode, steps, step_dtype, kernel,
                make_hp, state_keys) -> _Plan | None:
     """A plan for a group the whole-group path just took, or None where the gathered tensors are
     not the group's own (complex views, DTensor shards, copies)."""
-    gp = group["params"]
-    grads_all = list(map(_GRAD, gp))
-    none_pattern = list(map(operator.is_, grads_all, repeat(None)))
-    mask = None if not any(none_pattern) else [not x for x in none_pattern]
-    sel_p = list(gp) if mask is None else list(compress(gp, mask))
-    sel_g = grads_all if mask is None else list(compress(grads_all, mask))
-    n = len(params)
-    if len(sel_p) != n or not all(map(operator.is_, sel_p, params)) \
-            or not all(map(operator.is_, sel_g, grads)):
-        return None
-    plan = _Plan()
-    plan.group, plan.all_params, plan.params, plan.mask = group, list(gp), sel_p, mask
-    plan.none_pattern = none_pattern
-    plan.state, plan.required = optimizer.state, optimizer.algorithm.required_state(group)
-    plan.fused, plan.state_dtype = group.get("fused"), group.get("state_dtype")
-    plan.foreach = group.get("foreach")
-    plan.keys, plan.state_cols, plan.keep = [], [], []
-    plan.state_snapshot = plan.native = None
-    stateful = bool(steps) or any(col is not None for col in columns[2:])
-    keys = []
-    if stateful:
-        if not all(map(operator.is_, map(optimizer.state.get, params), states)):
-            return None
-        keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
-        keys += ["step"] if steps else []
+    keys = [key for key, col in zip(state_keys, columns[2:]) if col is not None]
+    keys += ["step"] if steps else []
     n, k = len(params), len(columns)
-    native = _plan_check.get(len(gp))
-    if native is not None and all(type(p) in _PLAIN for p in gp):
-        # The C++ check reads parameters and gradients afresh at each step and compares state
-        # tensors by identity: the plan holds those and their storages.
-        types = (Tensor, torch.nn.Parameter)
-        dtype_of = native.adaptim_plan_dtype
-        held = [st[key] for key in keys for st in states]
-        in_plan = np.array([not x for x in none_pattern], dtype=np.uint8)
-        plan.keep = [in_plan, *map(_STORAGE, held)]  # (the check reads in_plan's address)
-        plan.native = native.adaptim_plan_check
-        plan.native_head = types
-        # the whole of optimizer.state is compared where this group holds most of it
-        snapshot = 2 * n >= len(optimizer.state)
-        native_tail = (plan.all_params, ctypes.c_void_p(in_plan.ctypes.data), optimizer.state,
-                       list(optimizer.state) if snapshot else None,
-                       list(optimizer.state.values()) if snapshot else None, list(states),
-                       tuple(keys), held)
-        pdtype = dtype_of(*types, params[0])
-    else:
-        plan.grad_hold, plan.grad_refs = _hold_grads(grads_all, grads)
-        plan.keep = list(map(_STORAGE, params))
-    if keys and plan.native is None:
-        # Where this group holds most of optimizer.state, comparing the whole mapping entry by
-        # entry is cheaper than looking each parameter up (a Python-level Tensor.__hash__).
-        if 2 * n >= len(optimizer.state):
-            plan.state_snapshot = (list(optimizer.state), list(optimizer.state.values()),
-                                   list(states))
-        for key in keys:
-            col = list(map(dict.get, states, repeat(key, n)))
-            plan.keys.append(key)
-            plan.state_cols.append(col)
-            plan.keep.extend(map(_STORAGE, col))
+    buf = _call_buffer(columns, steps, step_dtype, 0)
+    plan = _Plan()
+    if not _init_check(plan, optimizer, group, params, grads, states, keys, buf, k):
+        return None
     # a handle of its own without argtypes, called with ready-made C values: no conversions
     plan.lib = _ckernel.load(mode)
     plan.kernel = plan.lib[kernel.__name__]
     plan.kernel.restype = ctypes.c_int
     plan.mode, plan.step_dtype, plan.make_hp = mode, step_dtype, make_hp
-    plan.n, plan.numels, plan.dtype = n, list(map(Tensor.numel, params)), params[0].dtype
-    plan.param_ptrs, plan.grad_ptrs = list(map(_PTR, params)), list(map(_PTR, grads))
-    plan.buf = buf = _call_buffer(columns, steps, step_dtype, 0)
-    if plan.native is not None:
-        plan.native_tail = (*native_tail, ctypes.c_void_p(buf.ctypes.data), ctypes.c_int64(n),
-                            ctypes.c_int64(k), ctypes.c_int(pdtype))
     plan.hp = (ctypes.c_double * len(make_hp(group, 1.0, False)))()
     base, word = buf.__array_interface__["data"][0], buf.itemsize
     plan.args = (ctypes.c_int(mode), ctypes.c_int64(n), ctypes.c_void_p(base),
                  ctypes.c_void_p(base + k * n * word),
                  ctypes.c_void_p(base + (k + 1) * n * word if step_dtype else None),
                  ctypes.c_int(step_dtype), ctypes.c_void_p(ctypes.addressof(plan.hp)))
-    _debug.plan_builds += 1
-    keep_for_group(optimizer, _PLANS, group, plan)
+    _keep_plan(optimizer, group, plan)
     return plan

@@ -36,7 +36,7 @@ from adaptim._fused import _ckernel
 __all__ = ["get", "load", "failed", "reset", "stats"]
 
 SOURCE = Path(__file__).resolve().parent / "plan_check.cpp"
-ABI_VERSION = 2
+ABI_VERSION = 3
 _TORCH_DIR = Path(torch.__file__).resolve().parent
 
 # Counters the tests read: how often this process compiled the library.
@@ -141,10 +141,11 @@ def _open(path: Path):
     fn = lib.adaptim_plan_check
     obj, ptr = ctypes.py_object, ctypes.c_void_p
     fn.argtypes = [obj, obj, obj, obj, ptr, obj, obj, obj, obj, obj, obj, ptr, ctypes.c_int64,
-                   ctypes.c_int64, ctypes.c_int]
+                   ctypes.c_int64, ctypes.c_int, ctypes.c_int]
     fn.restype = ctypes.c_int
-    lib.adaptim_plan_dtype.argtypes = [obj, obj, obj]
-    lib.adaptim_plan_dtype.restype = ctypes.c_int
+    for name in ("adaptim_plan_dtype", "adaptim_plan_device"):
+        getattr(lib, name).argtypes = [obj, obj, obj]
+        getattr(lib, name).restype = ctypes.c_int
     return lib
 
 

@@ -39,7 +39,8 @@ import torch
 import triton
 from torch import Tensor
 
-from adaptim._fused import _debug
+import adaptim._fused as _fused
+from adaptim._fused import _check_buffer, _debug, _init_check, _keep_plan, _PlanCheck
 from adaptim._tensors import DTYPE as _DTYPE
 from adaptim._tensors import IS_CPU as _IS_CPU
 from adaptim._tensors import real_view, scalar_dtype
@@ -130,6 +131,34 @@ class _Memory:
                                     "typestr": dtype.str, "version": 3}
 
 
+def _step_counter(steps: list[Tensor]):
+    """For one-element CPU step tensors of one dtype (as torch.optim keeps them), each its own:
+    a function that adds one to every counter in its dtype and returns the new values as
+    float64, with one numpy operation on their addresses, as the C kernel does with pointers,
+    instead of torch._foreach_add_ (about 1.6 µs per tensor: 8 ms for 5,000 tensors). None
+    for any other counters (a tensor shared by two states, counted twice by torch, among
+    them). The function writes to the counters' memory: their storages must outlive it."""
+    n = len(steps)
+    dtypes = set(map(_DTYPE, steps))
+    np_dtype = _STEP_TYPES.get(dtypes.pop()) if len(dtypes) == 1 else None
+    if np_dtype is None or not all(map(_IS_CPU, steps)) or set(map(Tensor.numel, steps)) != {1}:
+        return None
+    address = np.fromiter(map(Tensor.data_ptr, steps), np.int64, n)
+    low = int(address.min())
+    offset = address - low
+    if (offset % np_dtype.itemsize).any() or len(np.unique(offset)) != n:
+        return None
+    index = offset // np_dtype.itemsize
+    memory = np.asarray(_Memory(low, int(index.max()) + 1, np_dtype))
+    one = np_dtype.type(1)
+
+    def advance() -> np.ndarray:
+        values = memory[index] + one
+        memory[index] = values
+        return values.astype(np.float64)
+    return advance
+
+
 def _advance_steps(states: list[dict]) -> np.ndarray:
     """state["step"] += 1 for every tensor (as the unfused rule does, in the step's dtype);
     returns the new values as float64."""
@@ -139,22 +168,9 @@ def _advance_steps(states: list[dict]) -> np.ndarray:
         for i, st in enumerate(states):
             if not isinstance(steps[i], Tensor):  # a number from an old checkpoint
                 steps[i] = st["step"] = torch.tensor(float(steps[i]), dtype=scalar_dtype())
-    dtypes = set(map(_DTYPE, steps))
-    np_dtype = _STEP_TYPES.get(dtypes.pop()) if len(dtypes) == 1 else None
-    if np_dtype is not None and all(map(_IS_CPU, steps)) and set(map(Tensor.numel, steps)) == {1}:
-        # The usual case: one-element CPU tensors (as torch.optim keeps them). One numpy
-        # operation on their addresses, as the C kernel does with pointers, instead of
-        # torch._foreach_add_ (about 1.6 µs per tensor: 8 ms for 5,000 tensors). A tensor
-        # shared by two states (counted twice by torch) takes the general way below.
-        address = np.fromiter(map(Tensor.data_ptr, steps), np.int64, n)
-        low = int(address.min())
-        offset = address - low
-        if not (offset % np_dtype.itemsize).any() and len(np.unique(offset)) == n:
-            index = offset // np_dtype.itemsize
-            memory = np.asarray(_Memory(low, int(index.max()) + 1, np_dtype))
-            values = memory[index] + np_dtype.type(1)
-            memory[index] = values
-            return values.astype(np.float64)
+    advance = _step_counter(steps)
+    if advance is not None:
+        return advance()
     torch._foreach_add_(steps, 1)
     try:  # one copy for tensors of one dtype, device and shape
         return torch.stack(steps).reshape(-1).to(torch.float64).cpu().numpy()
@@ -227,12 +243,10 @@ def _kinds_ok(pk, sk) -> bool:
     return pk is not None and sk is not None and (pk == 0) == (sk == 0)
 
 
-def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars):
-    """One launch over every chunk of every tensor in ``columns``."""
+def _table(hp, columns, scalars) -> tuple[np.ndarray, np.ndarray]:
+    """The launch's int64 table (``HP_SLOTS`` hyperparameter slots, then per tensor its
+    operands' data pointers and its float64 scalars) and a view of its per-tensor records."""
     n, n_ops = len(columns[0]), len(columns)
-    sizes = tuple(map(Tensor.numel, columns[0]))
-    block = BLOCK_INTERPRET if interpret else BLOCK
-    chunks = _chunks(sizes, block, device)
     n_scalars = 0 if scalars is None else scalars.shape[1]
     record = n_ops + n_scalars
     table = np.zeros(HP_SLOTS + n * record, dtype=np.int64)
@@ -243,16 +257,22 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
             records[:, j] = np.fromiter(map(Tensor.data_ptr, col), np.int64, n)
     if n_scalars:
         records[:, n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(np.int64)
-    if not chunks.shape[0]:
-        return  # only empty tensors: their steps were counted, nothing else to do
+    return table, records
+
+
+def _aligned(pointers: np.ndarray, sizes) -> bool:
+    """16-byte vector loads and stores are legal when every operand starts 16-byte aligned and
+    every element count is a multiple of 8 (then no 16-byte group straddles a mask edge)."""
+    return not (pointers % 16).any() and not (np.asarray(sizes) % 8).any()
+
+
+def _fire(kernel, interpret: bool, device, table: np.ndarray, chunks: Tensor, options) -> None:
+    """Copy ``table`` to the device and launch ``kernel`` over every row of ``chunks``. The
+    table is pageable host memory: the copy has read it when ``.to`` returns (CUDA stages
+    pageable memory before the call returns), so the caller may rewrite it for the next step."""
     table_t = torch.from_numpy(table)
     if device.type != "cpu":
         table_t = table_t.to(device, non_blocking=True)
-    kernel = getattr(kernels(interpret), kernel_name + "_kernel")
-    # 16-byte vector loads and stores are legal when every operand starts 16-byte aligned and
-    # every element count is a multiple of 8 (then no 16-byte group straddles a mask edge).
-    aligned = not (records[:, :n_ops] % 16).any() and not (np.asarray(sizes) % 8).any()
-    options = dict(PK=pk, SK=sk, BLOCK=block, ALIGNED=bool(aligned), **flags)
     _debug.launches += 1
     args = (table_t, table_t.view(torch.float64), chunks)
     if interpret:
@@ -264,13 +284,99 @@ def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars)
                                        enable_fp_fusion=False)
 
 
+def _launch(kernel_name, interpret, device, pk, sk, flags, hp, columns, scalars):
+    """One launch over every chunk of every tensor in ``columns``."""
+    n_ops = len(columns)
+    sizes = tuple(map(Tensor.numel, columns[0]))
+    block = BLOCK_INTERPRET if interpret else BLOCK
+    chunks = _chunks(sizes, block, device)
+    table, records = _table(hp, columns, scalars)
+    if not chunks.shape[0]:
+        return  # only empty tensors: their steps were counted, nothing else to do
+    kernel = getattr(kernels(interpret), kernel_name + "_kernel")
+    options = dict(PK=pk, SK=sk, BLOCK=block,
+                   ALIGNED=_aligned(records[:, :n_ops], sizes), **flags)
+    _fire(kernel, interpret, device, table, chunks, options)
+
+
+# ---------------------------------------------------------------- cached plan
+class _LaunchPlan(_PlanCheck):
+    """One group's launch, kept while the plan's check holds (:class:`adaptim._fused._PlanCheck`,
+    the same check as the C kernel's plans, on the group's device): the table with every
+    pointer, the chunk table, the kernel and its dtype options, the step counters' addresses.
+    Each step re-checks, advances the steps, computes the per-tensor scalars, writes them and
+    the hyperparameters (and the gradients' addresses) into the table, copies it to the device
+    and launches: nothing per tensor in Python."""
+
+    __slots__ = ("spec", "kernel", "interpret", "pk", "sk", "block", "table", "records",
+                 "n_ops", "chunks", "advance", "states", "init", "aligned_rest")
+
+    def run(self, optimizer, group, grad_scale: float) -> bool:
+        if self.interpret and not _fused._TRITON_ON_CPU:
+            return False  # the CPU group is the C kernel's again
+        if not self.holds(optimizer, group):
+            return False
+        spec, n, records = self.spec, self.n, self.records
+        hp = spec.hp(group, grad_scale)
+        self.table[:len(hp)] = np.asarray(hp, dtype=np.float64).view(np.int64)
+        grad_ptrs = self.buf[n:2 * n]
+        records[:, 1] = grad_ptrs.view(np.int64)
+        steps = None
+        if self.advance is not None:
+            steps = self.advance()
+        elif spec.counts_steps:
+            steps = _advance_steps(self.states)
+        scalars = spec.tensor_scalars(group, steps, self.init)
+        if scalars is not None:
+            records[:, self.n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(
+                np.int64)
+        if not self.chunks.shape[0]:
+            return True  # only empty tensors: their steps were counted
+        options = dict(PK=self.pk, SK=self.sk, BLOCK=self.block,
+                       ALIGNED=self.aligned_rest and not (grad_ptrs % 16).any(),
+                       **spec.kernel_flags(group))
+        _fire(self.kernel, self.interpret, self.device, self.table, self.chunks, options)
+        return True
+
+
+def _make_plan(optimizer, spec, group, params, grads, states, device, pk, sk, columns,
+               scalars) -> None:
+    """Cache the launch the group just took whole (every tensor in one bucket, every state made
+    before this step), where the tensors are the group's own."""
+    keys = [key for key, col in zip(spec.state_keys, columns[2:]) if col is not None]
+    keys += ["step"] if spec.counts_steps else []
+    plan = _LaunchPlan()
+    if not _init_check(plan, optimizer, group, params, grads, states, keys,
+                       _check_buffer(params, grads), 2):
+        return
+    interpret = device.type == "cpu"
+    sizes = tuple(plan.numels)
+    plan.spec, plan.interpret, plan.pk, plan.sk = spec, interpret, pk, sk
+    plan.block = BLOCK_INTERPRET if interpret else BLOCK
+    plan.kernel = getattr(kernels(interpret), spec.name + "_kernel")
+    plan.chunks = _chunks(sizes, plan.block, device)
+    plan.table, plan.records = _table([], columns, scalars)
+    plan.n_ops = len(columns)
+    plan.states = list(states)
+    plan.init = [0.0] * len(params)
+    steps = list(map(dict.get, states, repeat("step", len(states)))) if spec.counts_steps \
+        else None
+    # (the check holds the step tensors, so the counter's memory lives as long as the plan)
+    plan.advance = _step_counter(steps) if steps else None
+    others = np.concatenate([plan.records[:, :1], plan.records[:, 2:plan.n_ops]], axis=1)
+    plan.aligned_rest = _aligned(others, sizes)
+    _keep_plan(optimizer, group, plan)
+
+
 def update(spec, group: dict, params: list[Tensor], grads: list[Tensor], states: list[dict],
-           grad_scale: float, fallback, interpret_cpu: bool = False) -> None:
+           grad_scale: float, fallback, interpret_cpu: bool = False, plan_for=None) -> None:
     """The rule of ``spec`` (an :class:`adaptim.algorithms.Algorithm`) on one group (real views
     ``params``/``grads``), gradients times ``grad_scale`` on the fly, every step incremented.
     CUDA tensors go through the compiled Triton kernels, CPU tensors (with ``interpret_cpu``)
     through the same kernels in Triton's interpreter; the indices of any other tensor are
-    passed to ``fallback(indices)`` (the reference path)."""
+    passed to ``fallback(indices)`` (the reference path). ``plan_for``: the optimizer whose
+    plans keep this launch for later steps, where the group took it whole (see
+    :class:`_LaunchPlan`)."""
     hp = spec.hp(group, grad_scale)
     flags = spec.kernel_flags(group)
     needed = spec.required_state(group) - {"step"}
@@ -294,6 +400,9 @@ def update(spec, group: dict, params: list[Tensor], grads: list[Tensor], states:
         steps = _advance_steps([states[i] for i in idx]) if spec.counts_steps else None
         scalars = spec.tensor_scalars(group, steps, [float(i in init) for i in idx])
         _launch(spec.name, device.type == "cpu", device, pk, sk, flags, hp, columns, scalars)
+        if plan_for is not None and not rest and not init and len(buckets) == 1:
+            _make_plan(plan_for, spec, group, params, grads, states, device, pk, sk, columns,
+                       scalars)
     if rest:
         for i in rest:
             if i in init:  # the reference path makes its own first buffer

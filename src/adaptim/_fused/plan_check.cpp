@@ -1,15 +1,15 @@
-/* adaptim plan check: re-validates a cached fused-step plan (adaptim/_fused/__init__.py, _Plan)
- * against the live tensors in one pass of C++, about 0.1 µs per tensor (memory latency: a
- * tensor's metadata is a dozen cache lines).
+/* adaptim plan check: re-validates a cached plan (adaptim/_fused/__init__.py, _PlanCheck: the
+ * C kernel's, a Triton launch's, a multi-tensor step's) against the live tensors in one pass of
+ * C++, about 0.1 µs per tensor (memory latency: a tensor's metadata is a dozen cache lines).
  *
  * Compiled on first use with the installed torch's headers (see _plan_check.py) and called
  * through ctypes.PyDLL, so the GIL is held throughout. Parameters and gradients are read afresh
  * at every step: each pointer the kernel will use is compared with (parameters) or taken from
  * (gradients) the live tensor, together with everything that makes it valid for the kernel
- * (CPU, strided, contiguous, no conjugate or negative bit, no Python dispatch, the dtype and
- * element count the plan was built for); those tensors are referenced by the group and by
- * ``p.grad`` while the kernel runs. State tensors are compared by identity with the ones the
- * plan holds (with their storages, so their memory lives as long as the plan).
+ * (the plan's device, strided, contiguous, no conjugate or negative bit, no Python dispatch,
+ * the dtype and element count the plan was built for); those tensors are referenced by the
+ * group and by ``p.grad`` while the kernel runs. State tensors are compared by identity with
+ * the ones the plan holds (with their storages, so their memory lives as long as the plan).
  *
  * Returns 0 when the plan holds (the gradients' pointers are then written into the plan's
  * buffer), 1 when anything differs (the caller drops the plan and gathers the group again).
@@ -31,9 +31,15 @@ inline c10::TensorImpl *impl_of(PyObject *obj, PyObject *tensor_type, PyObject *
     return t.defined() ? t.unsafeGetTensorImpl() : nullptr;
 }
 
-/* Whether the kernel can take t as a dense run of numel elements of dtype on the CPU. */
-inline bool dense(const c10::TensorImpl *t, int dtype, int64_t numel) {
-    return t->layout() == c10::kStrided && t->device_type() == c10::DeviceType::CPU &&
+/* A device as one number: its type (c10::DeviceType) and index. */
+inline int device_code(const c10::Device &d) {
+    return static_cast<int>(d.type()) * 256 + (static_cast<int>(d.index()) & 0xff);
+}
+
+/* Whether the kernel can take t as a dense run of numel elements of dtype on the device whose
+ * device_code is device. */
+inline bool dense(const c10::TensorImpl *t, int dtype, int64_t numel, int device) {
+    return t->layout() == c10::kStrided && device_code(t->device()) == device &&
            !t->is_python_dispatch() && !t->is_conj() && !t->is_neg() &&
            static_cast<int>(c10::typeMetaToScalarType(t->dtype())) == dtype &&
            t->numel() == numel && t->is_contiguous();
@@ -75,7 +81,7 @@ inline const c10::TensorImpl *unpacked(PyObject *obj) {
 int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
           PyObject *plan_params, const uint8_t *in_plan, PyObject *state, PyObject *snap_keys,
           PyObject *snap_values, PyObject *states, PyObject *keys, PyObject *values,
-          uint64_t *buf, int64_t n, int64_t k, int pdtype) {
+          uint64_t *buf, int64_t n, int64_t k, int pdtype, int device) {
     /* the group's parameter list, element by element */
     if (!PyList_CheckExact(group_params) || !PyList_CheckExact(plan_params)) return 1;
     const Py_ssize_t m = PyList_GET_SIZE(group_params);
@@ -126,8 +132,8 @@ int check(PyObject *tensor_type, PyObject *param_type, PyObject *group_params,
         }
         if (gt == nullptr || i >= n) return 1;
         const int64_t numel = static_cast<int64_t>(numels[i]);
-        if (!dense(pt, pdtype, numel) || address(pt) != buf[i]) return 1;
-        if (!dense(gt, pdtype, numel)) return 1;
+        if (!dense(pt, pdtype, numel, device) || address(pt) != buf[i]) return 1;
+        if (!dense(gt, pdtype, numel, device)) return 1;
         buf[n + i] = address(gt); /* a new gradient (zero_grad, backward) is taken as it is */
         ++i;
     }
@@ -196,10 +202,10 @@ int adaptim_plan_check(PyObject *tensor_type, PyObject *param_type, PyObject *gr
                        PyObject *plan_params, const uint8_t *in_plan, PyObject *state,
                        PyObject *snap_keys, PyObject *snap_values, PyObject *states,
                        PyObject *keys, PyObject *values, uint64_t *buf, int64_t n, int64_t k,
-                       int pdtype) {
+                       int pdtype, int device) {
     try {
         return check(tensor_type, param_type, group_params, plan_params, in_plan, state,
-                     snap_keys, snap_values, states, keys, values, buf, n, k, pdtype);
+                     snap_keys, snap_values, states, keys, values, buf, n, k, pdtype, device);
     } catch (...) {
         if (PyErr_Occurred()) PyErr_Clear();
         return 1;
@@ -216,6 +222,16 @@ int adaptim_plan_dtype(PyObject *tensor_type, PyObject *param_type, PyObject *ob
     }
 }
 
-int adaptim_plan_check_abi(void) { return 2; }
+/* The device code this library compares (see device_code) of a tensor object, -1 if none. */
+int adaptim_plan_device(PyObject *tensor_type, PyObject *param_type, PyObject *obj) {
+    try {
+        const c10::TensorImpl *t = impl_of(obj, tensor_type, param_type);
+        return t == nullptr ? -1 : device_code(t->device());
+    } catch (...) {
+        return -1;
+    }
+}
+
+int adaptim_plan_check_abi(void) { return 3; }
 
 } // extern "C"

@@ -728,6 +728,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="also time torch.compile of RMSprop on a flat buffer")
     p.add_argument("--sweep", action="store_true", help="only the tensor-count sweep (5M "
                    "parameters in 1 ... 5,000 tensors) and the tiny-model rows")
+    p.add_argument("--host", action="store_true", help="only host µs per step() on 1 ... "
+                   "5,000 tensors of 1,000 parameters, the device idle before each step "
+                   "(adaptim.bench.host)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH",
                    help="write the tables as Markdown (as in the README)")
@@ -740,6 +743,8 @@ def _cmd(args) -> int:
         torch.set_num_threads(args.threads)
     if args.sweep:
         return _cmd_sweep(args)
+    if args.host:
+        return _cmd_host(args)
     report = run(params=args.params, small=tuple(args.small), cases=args.optimizers,
                  modes=args.modes, repeat=args.repeat, device=args.device,
                  overhead=not args.no_overhead, compile_baseline_flag=args.compile_baseline,
@@ -763,6 +768,21 @@ def _cmd_sweep(args) -> int:
     log("tiny models ...")
     report["tiny"] = tiny_models(log=log)
     text = sweep_markdown(report["sweep"]) + "\n" + tiny_markdown(report["tiny"])
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(text)
+    return 0
+
+
+def _cmd_host(args) -> int:
+    from adaptim.bench.host import host_markdown, host_step_us
+
+    report = host_step_us(device=args.device, log=lambda s: print(s, file=sys.stderr))
+    text = host_markdown(report)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
