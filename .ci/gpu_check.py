@@ -1,12 +1,16 @@
-"""`make gpu-check`: the CUDA tests and `adaptim bench --device cuda` in under ten minutes.
+"""`make gpu-check`: the CUDA tests, `adaptim bench --device cuda` and host µs per step in under
+ten minutes.
 
 Runs with the machine's own interpreter and ``PYTHONPATH=src`` (no virtual environment, no
 network: torch, triton and pytest must be installed) and writes into the output directory
 (``--out``, else ``$GPU_CHECK_OUT``, else ``gpu-check/``):
 
 - ``result.md``: versions (Python, torch, triton, CUDA, GPU), the pytest summary lines, the
-  bench tables, the time each part took;
-- ``pytest-files.log``, ``pytest-cuda.log``, ``bench.log``, ``bench.json``, ``bench.md``.
+  bench tables, the host µs per ``step()`` table (``adaptim bench --host``: 1 to 5,000 tensors,
+  adaptim's Triton and multi-tensor steps with and without their cached plans, torch's fused
+  and foreach steps), the time each part took;
+- ``pytest-files.log``, ``pytest-cuda.log``, ``bench.log``, ``bench.json``, ``bench.md``,
+  ``host.log``, ``host.json``, ``host.md``.
 
 Exit status: 0 all passed, 1 a test failed or a part ran out of time, 2 no CUDA device (then
 ``result.md`` says only that).
@@ -27,18 +31,21 @@ ROOT = Path(__file__).resolve().parents[1]
 # "cuda" anywhere else in the suite.
 CUDA_FILES = ["tests/test_fused_triton.py", "tests/test_fused.py"]
 BENCH_ARGS = ["--device", "cuda", "--repeat", "3", "--no-overhead"]
+HOST_ARGS = ["--host", "--device", "cuda"]
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpu_check", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default=os.environ.get("GPU_CHECK_OUT") or "gpu-check",
                    help="output directory (default $GPU_CHECK_OUT, else gpu-check/)")
-    p.add_argument("--tests-timeout", type=int, default=330, metavar="S",
-                   help="seconds for the CUDA test files (default 330)")
-    p.add_argument("--cuda-tests-timeout", type=int, default=90, metavar="S",
-                   help="seconds for the other tests named cuda (default 90)")
-    p.add_argument("--bench-timeout", type=int, default=150, metavar="S",
-                   help="seconds for adaptim bench (default 150)")
+    p.add_argument("--tests-timeout", type=int, default=300, metavar="S",
+                   help="seconds for the CUDA test files (default 300)")
+    p.add_argument("--cuda-tests-timeout", type=int, default=80, metavar="S",
+                   help="seconds for the other tests named cuda (default 80)")
+    p.add_argument("--bench-timeout", type=int, default=130, metavar="S",
+                   help="seconds for adaptim bench (default 130)")
+    p.add_argument("--host-timeout", type=int, default=60, metavar="S",
+                   help="seconds for adaptim bench --host (default 60)")
     p.add_argument("--bench-params", type=int, default=None, metavar="N",
                    help="parameters of bench's large workload (default GPT-2 small, 124.4M)")
     return p
@@ -105,7 +112,7 @@ def _failed_tests(text: str) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    for name in ("tests_timeout", "cuda_tests_timeout", "bench_timeout"):
+    for name in ("tests_timeout", "cuda_tests_timeout", "bench_timeout", "host_timeout"):
         if getattr(args, name) < 1:
             _parser().error(f"--{name.replace('_', '-')} must be >= 1")
     out = Path(args.out)
@@ -154,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     else:
         status = "stopped at the time limit" if code is None else f"exit status {code}"
         report += [f"bench {status}; last lines of bench.log:", "", "```",
+                   *text.strip().splitlines()[-15:], "```", ""]
+    host = [*HOST_ARGS, "--json", str(out / "host.json"), "--markdown", str(out / "host.md")]
+    code, secs, text = _run([py, "-m", "adaptim", "bench", *host], out / "host.log",
+                            args.host_timeout)
+    failed |= code != 0
+    report += [f"## Host µs per step: adaptim bench {' '.join(HOST_ARGS)} ({secs:.0f} s)", ""]
+    if code == 0 and (out / "host.md").exists():
+        report += [(out / "host.md").read_text()]
+    else:
+        status = "stopped at the time limit" if code is None else f"exit status {code}"
+        report += [f"bench --host {status}; last lines of host.log:", "", "```",
                    *text.strip().splitlines()[-15:], "```", ""]
     (out / "result.md").write_text("\n".join(report))
     print(f"gpu_check: {'FAILED' if failed else 'passed'}; results in {out / 'result.md'}")

@@ -294,9 +294,9 @@ def test_param_without_gradient_is_planned_and_untouched(path):
     assert float(opt.state[params[1]]["step"]) == 1
 
 
-def _planned_adam():
+def _planned_adam(path="c"):
     params = _params()
-    opt = adaptim.Adam(params, lr=1e-2)
+    opt = adaptim.Adam(params, lr=1e-2, **PATHS[path][0])
     for step in range(3):
         _fill_grads(params, step)
         opt.step()
@@ -304,8 +304,8 @@ def _planned_adam():
     return params, opt
 
 
-def test_plan_keeps_no_gradient_memory_after_zero_grad():
-    params, opt = _planned_adam()
+def test_plan_keeps_no_gradient_memory_after_zero_grad(path):
+    params, opt = _planned_adam(path)
     grad = weakref.ref(params[0].grad)
     memory = [StorageWeakRef(p.grad.untyped_storage()) for p in params]
     opt.zero_grad()
@@ -434,13 +434,26 @@ def test_cpp_check_sees_a_parameter_laid_out_anew_at_the_same_address(checker, p
     _scenario("sgd", _transpose_param, hit=False, path=path)
 
 
-def test_plan_moves_to_the_cpp_check_once_it_is_loaded(monkeypatch):
+@pytest.mark.parametrize("checker", ["native"], indirect=True)
+def test_cpp_check_tells_devices_apart(checker):
+    """The C++ check compares each tensor's device (type and index) with the plan's: a Triton
+    plan's GPU, a C kernel plan's CPU."""
+    lib = _plan_check.load()
+    types = (torch.Tensor, torch.nn.Parameter)
+    cpu, meta = torch.zeros(3), torch.zeros(3, device="meta")
+    codes = {lib.adaptim_plan_device(*types, t) for t in (cpu, torch.nn.Parameter(cpu))}
+    assert len(codes) == 1 and -1 not in codes
+    assert lib.adaptim_plan_device(*types, meta) not in codes | {-1}
+    assert lib.adaptim_plan_device(*types, object()) == -1
+
+
+def test_plan_moves_to_the_cpp_check_once_it_is_loaded(monkeypatch, path):
     """A plan built while the C++ check was not loaded (its first build runs in the background)
     is planned again once it is, then runs with it."""
     if _plan_check.load() is None:
         pytest.fail(f"the C++ plan check did not build: {_plan_check.failed()}")
     monkeypatch.setattr(_plan_check, "disabled", True)
-    params, opt = _planned_adam()
+    params, opt = _planned_adam(path)
     (plan,) = opt._adaptim_plans.values()
     assert plan.native is None
     monkeypatch.setattr(_plan_check, "disabled", False)

@@ -357,6 +357,38 @@ def test_cuda_matches_torch_fused_adam(name, cls):
 
 
 @CUDA
+@pytest.mark.parametrize("options, plan_type", [(dict(fused=True), "_LaunchPlan"),
+                                                ({}, "_ReferencePlan")],
+                         ids=["triton", "multi-tensor"])
+def test_cuda_plans_hold_and_match_the_unplanned_step(options, plan_type):
+    """On a GPU the Triton launch (fused=True) and the multi-tensor step (the default) are
+    planned: new gradient tensors every step are adopted, a parameter's data swapped is seen,
+    and the results equal the unplanned optimizer's bit for bit."""
+    def run(planned):
+        torch.manual_seed(0)
+        params = [torch.randn(n, device="cuda", requires_grad=True) for n in (1000, 37, 4096)]
+        opt = adaptim.Adam(params, lr=1e-2, **options)
+        hits = _fused._debug.plan_hits
+        for step in range(6):
+            for i, p in enumerate(params):
+                p.grad = torch.cos(torch.arange(p.numel(), device="cuda") * (i + 1) + step)
+            if step == 3:
+                params[1].data = params[1].data.clone()
+            if not planned:
+                _fused.forget_plans(opt)
+            opt.step()
+        return params, opt, _fused._debug.plan_hits - hits
+    params_a, opt_a, hits = run(True)
+    params_b, opt_b, _ = run(False)
+    assert hits == 4  # steps 1, 2, 4, 5: planned at step 0, re-planned at step 3
+    assert [type(p).__name__ for p in opt_a._adaptim_plans.values()] == [plan_type]
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+        for key, value in opt_a.state[a].items():
+            assert torch.equal(value, opt_b.state[b][key]), key
+
+
+@CUDA
 def test_cuda_no_recompilation():
     """Triton's own compiled-kernel cache holds one RMSprop kernel after 10 steps whose lr an
     LR scheduler changed every step."""

@@ -63,7 +63,8 @@ def test_summary_keeps_failures_and_the_final_line():
 
 def test_the_timeouts_fit_in_ten_minutes():
     args = _load()._parser().parse_args([])
-    assert args.tests_timeout + args.cuda_tests_timeout + args.bench_timeout <= 600 - 20
+    assert args.tests_timeout + args.cuda_tests_timeout + args.bench_timeout \
+        + args.host_timeout <= 600 - 20
 
 
 def test_a_collection_error_is_not_a_failed_test():
@@ -82,6 +83,8 @@ def test_the_whole_check_on_cpu_writes_every_section(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_check, "BENCH_ARGS", ["--device", "cpu", "--repeat", "1",
                                                   "--no-overhead", "--small", "5", "10",
                                                   "--optimizers", "sgd"])
+    monkeypatch.setattr(gpu_check, "HOST_ARGS", ["--host", "--device", "cpu", "--counts", "1",
+                                                 "3"])
     versions = gpu_check._versions()
     monkeypatch.setattr(gpu_check, "_versions", lambda: {**versions, "GPU": "(cpu stand-in)"})
     code = gpu_check.main(["--out", str(tmp_path), "--bench-params", "2000"])
@@ -90,5 +93,7 @@ def test_the_whole_check_on_cpu_writes_every_section(tmp_path, monkeypatch):
     assert "## Tests: tests/test_registry.py" in result and " passed" in result
     assert "## Tests named cuda elsewhere" in result
     assert "| sgd |" in result  # the bench table
-    for name in ("pytest-files.log", "pytest-cuda.log", "bench.log", "bench.json", "bench.md"):
+    assert "## Host µs per step" in result and "| adaptim fused=True | " in result
+    for name in ("pytest-files.log", "pytest-cuda.log", "bench.log", "bench.json", "bench.md",
+                 "host.log", "host.json", "host.md"):
         assert (tmp_path / name).exists(), name

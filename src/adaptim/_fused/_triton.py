@@ -6,7 +6,10 @@ is one program, so 5,000 small tensors are one launch like one large tensor. Per
 builds one small int64 table (the algorithm spec's named hyperparameter fields, as the C kernel
 gets them, then per tensor its operands' data pointers and its step-dependent scalars) and
 copies it to the device; the chunk table ``(tensor, first element, numel)`` depends only on the
-tensor sizes and is cached per group on the device.
+tensor sizes and is cached per group on the device. A group the kernels take whole is planned
+(:class:`_LaunchPlan`): later steps re-check the plan (the C kernel plans' check, see
+:mod:`adaptim._fused`) and only write the hyperparameters, the gradients' addresses and the
+per-tensor scalars into the kept table, with no Python work per tensor.
 
 Step counters stay where torch.optim keeps them for a non-capturable optimizer (0-d CPU
 tensors): the host increments them (one numpy operation on their addresses) and computes per

@@ -731,6 +731,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--host", action="store_true", help="only host µs per step() on 1 ... "
                    "5,000 tensors of 1,000 parameters, the device idle before each step "
                    "(adaptim.bench.host)")
+    p.add_argument("--counts", type=_at_least("--counts", 1), nargs="+", default=None,
+                   metavar="N", help="tensor counts of --host (default 1 100 1000 5000)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the report as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH",
                    help="write the tables as Markdown (as in the README)")
@@ -779,9 +781,10 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_host(args) -> int:
-    from adaptim.bench.host import host_markdown, host_step_us
+    from adaptim.bench.host import HOST_COUNTS, host_markdown, host_step_us
 
-    report = host_step_us(device=args.device, log=lambda s: print(s, file=sys.stderr))
+    report = host_step_us(counts=args.counts or HOST_COUNTS, device=args.device,
+                          log=lambda s: print(s, file=sys.stderr))
     text = host_markdown(report)
     print(text)
     if args.json:
