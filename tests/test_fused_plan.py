@@ -315,8 +315,8 @@ def test_plan_keeps_no_gradient_memory_after_zero_grad(path):
     assert all(m.expired() for m in memory), "the plan kept gradient memory after zero_grad()"
 
 
-def test_load_state_dict_releases_the_replaced_state():
-    params, opt = _planned_adam()
+def test_load_state_dict_releases_the_replaced_state(path):
+    params, opt = _planned_adam(path)
     exp_avg = weakref.ref(opt.state[params[0]]["exp_avg"])
     saved = copy.deepcopy(opt.state_dict())  # state_dict() holds the live tensors
     opt.load_state_dict(saved)
