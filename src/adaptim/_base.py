@@ -255,7 +255,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
                 _flat.step(self, group, grad_scale, flat)  # views of one buffer: adaptim._flat
                 continue
             if _fused.planned_step(self, group, grad_scale):
-                continue  # the group's cached kernel call still holds: nothing to gather
+                continue  # the group's cached plan still holds: nothing to gather
             params, grads, states = self._gather(group)
             if params:
                 self._run_group(group, params, grads, states, grad_scale,
@@ -264,7 +264,7 @@ class AdaptimOptimizer(torch.optim.Optimizer):
     def _run_group(self, group: dict, params: list[Tensor], grads: list[Tensor],
                    states: list[dict], grad_scale: float, plan: bool) -> None:
         """One group's update on gathered tensors, by the path its options choose; ``plan``:
-        let the fused path cache the call (only for the group's own tensors)."""
+        let the fused or multi-tensor path cache its plan (only for the group's own tensors)."""
         # fused=None (the default) means "the fastest exact path": the C kernel for CPU
         # tensors where it builds, else the reference path. state_dtype (bfloat16 state) is
         # implemented by the fused module's paths.
