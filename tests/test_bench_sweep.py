@@ -16,11 +16,13 @@ def test_tensor_count_sweep_times_every_mode_against_its_one_tensor_time():
         for count in (1, 10):
             row = sweep["cases"][case][count]
             assert row["adaptim"] > 0 and row["torch-fastest"] > 0
-            assert row["adaptim-new-grads"] > 0
+            assert row["adaptim-new-grads"] > 0 and row["adaptim-grads-in-place"] > 0
             assert row["deepspeed"] == "no CPU optimizer"
     text = step.sweep_markdown(sweep)
     assert "| momentum | torch-fused |" in text and "| rmsprop | torch-foreach |" in text
-    assert "| momentum | adaptim, new grads |" in text
+    assert "| momentum | adaptim, new gradients |" in text
+    assert "| momentum | adaptim, gradients in place |" in text
+    assert "| momentum | adaptim, gradients untouched |" in text
     assert "(1.0x)" in text and "µs per extra tensor" in text
 
 
@@ -46,3 +48,18 @@ def test_new_grads_mode_gives_new_gradient_tensors_before_each_step():
         assert [float(p.grad[0]) for p in params] == [1.0, 2.0]
     assert all(a is not b for a, b in zip(seen[0], seen[1]))  # other tensors than the last step
     assert all(g is not o for g, o in zip(seen[0], grads))  # copies: the sweep's own stay
+
+
+def test_grads_in_place_mode_writes_new_values_into_the_same_gradient_tensors():
+    params = [torch.zeros(3, requires_grad=True) for _ in range(2)]
+    grads = [torch.ones(3), torch.full((3,), 2.0)]
+    prepare = step._grads_in_place(params, grads)
+    opt = torch.optim.SGD(params, lr=0.1)
+    first = [p.grad for p in params]
+    assert all(g is not o for g, o in zip(first, grads))  # copies: the sweep's own stay
+    for _ in range(3):
+        for p in params:
+            p.grad.fill_(7.0)  # what the last step's gradients held: zeroed before the add
+        prepare(opt)
+        assert all(p.grad is g for p, g in zip(params, first))  # the same tensors
+        assert [float(p.grad[0]) for p in params] == [1.0, 2.0]

@@ -290,10 +290,17 @@ SWEEP_CASES = ("adam", "rmsprop", "momentum", "adagrad")
 _DEEPSPEED = {"adam": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adamw": ("deepspeed.ops.adam", "DeepSpeedCPUAdam"),
               "adagrad": ("deepspeed.ops.adagrad", "DeepSpeedCPUAdagrad")}
-SWEEP_MODES = ("adaptim", "adaptim-new-grads", "torch-fastest", "deepspeed")
-# Modes whose gradients are new tensors at every step (zero_grad(), then new ones), set before
-# the timed step: what a training loop with zero_grad()'s default does.
-_NEW_GRADS = {"adaptim-new-grads": "adaptim"}
+SWEEP_MODES = ("adaptim", "adaptim-new-grads", "adaptim-grads-in-place", "torch-fastest",
+               "deepspeed")
+# Modes whose gradients are written before each timed step, as a backward pass writes them (the
+# other modes keep the same gradients, untouched, from step to step): "new-grads" gives each
+# parameter a new gradient tensor after zero_grad() (its default, set_to_none=True),
+# "grads-in-place" zeroes the gradients in place (set_to_none=False) and adds new values into
+# them, as backward accumulates. Mode -> (optimizer mode, gradient writer).
+_WRITTEN_GRADS = {"adaptim-new-grads": ("adaptim", "new"),
+                  "adaptim-grads-in-place": ("adaptim", "in place")}
+_SWEEP_LABELS = {"adaptim": "adaptim, gradients untouched", "adaptim-new-grads":
+                 "adaptim, new gradients", "adaptim-grads-in-place": "adaptim, gradients in place"}
 
 
 def torch_fastest_mode(case: str, device) -> str:
@@ -341,15 +348,32 @@ def _new_grads(params, grads):
     return prepare
 
 
+def _grads_in_place(params, grads):
+    """A function writing ``params``' gradients in place before a step, as a backward pass
+    after ``zero_grad(set_to_none=False)`` does: zeroed, then two sets of copies of ``grads``
+    added in turn (the same tensors every step, new values)."""
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    sets = [[g.clone() for g in grads] for _ in range(2)]
+    turn = [0]
+
+    def prepare(opt):
+        opt.zero_grad(set_to_none=False)
+        turn[0] ^= 1
+        torch._foreach_add_([p.grad for p in params], sets[turn[0]])
+    return prepare
+
+
 def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_CASES,
                        repeat: int = 5, device="cpu", log=print) -> dict:
     """ms per step for ``total`` float32 parameters split into ``count`` equal tensors (as a user
     builds them: one tensor per parameter, no flattening), for adaptim's default, torch's
     fastest mode and DeepSpeed's CPU optimizer where it imports; the modes of one case and count
     are timed in interleaved rounds, each in another order (best of ``repeat``). Gradients stay
-    the same tensors from step to step (``zero_grad(set_to_none=False)``), except in
-    ``adaptim-new-grads``: adaptim's default with new gradient tensors before every step
-    (``zero_grad()``, then each ``p.grad`` assigned, untimed), as after a backward pass. Each
+    the same tensors, untouched, from step to step, except in adaptim's default with its
+    gradients written before every step (untimed) as a backward pass writes them:
+    ``adaptim-new-grads`` (``zero_grad()``, then each ``p.grad`` a new tensor) and
+    ``adaptim-grads-in-place`` (``zero_grad(set_to_none=False)``, then new values added). Each
     row is also given relative to the same mode's one-tensor time, and as microseconds per
     tensor above it."""
     dev = torch.device(device)
@@ -365,10 +389,12 @@ def tensor_count_sweep(total: int = 5_000_000, counts=SWEEP_COUNTS, cases=SWEEP_
             steps, prepare, row = {}, {}, {}
             for mode in SWEEP_MODES:
                 own = params
-                if mode in _NEW_GRADS:
+                if mode in _WRITTEN_GRADS:
                     own = [p.detach().clone().requires_grad_() for p in params]
-                    prepare[mode] = _new_grads(own, [p.grad for p in params])
-                    mode_params, mode_name = own, _NEW_GRADS[mode]
+                    mode_name, writer = _WRITTEN_GRADS[mode]
+                    prepare[mode] = (_new_grads if writer == "new" else _grads_in_place)(
+                        own, [p.grad for p in params])
+                    mode_params = own
                 else:
                     mode_params, mode_name = params, mode
                 opt = _sweep_optimizer(case, mode_name, mode_params, dev)
@@ -427,7 +453,7 @@ def sweep_markdown(sweep: dict) -> str:
             per = (f"{1e3 * (last - one) / (counts[-1] - counts[0]):.2f}"
                    if isinstance(last, float) and isinstance(one, float) else "–")
             label = torch_fastest_mode(case, torch.device("cpu")) if mode == "torch-fastest" \
-                else "adaptim, new grads" if mode == "adaptim-new-grads" else mode
+                else _SWEEP_LABELS.get(mode, mode)
             lines.append(f"| {case} | {label} | " + " | ".join(cells) + f" | {per} |")
     return "\n".join(lines) + "\n"
 
