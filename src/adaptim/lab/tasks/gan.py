@@ -32,10 +32,13 @@ def ring_modes(modes: int = MODES, radius: float = RADIUS) -> torch.Tensor:
     return radius * torch.stack([angles.cos(), angles.sin()], dim=1)
 
 
+_RING = ring_modes()
+
+
 def ring_samples(n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` points from the equal-weight mixture of N(centre, MODE_STD² I) over the ring."""
     which = torch.randint(MODES, (n,), generator=generator)
-    return ring_modes()[which] + MODE_STD * torch.randn(n, 2, generator=generator)
+    return _RING[which] + MODE_STD * torch.randn(n, 2, generator=generator)
 
 
 def mode_coverage(samples: torch.Tensor, centres: torch.Tensor | None = None, *,
@@ -83,6 +86,7 @@ def _run_gan(variant, make_optimizer, seed, steps, device) -> RunOutput:
     bce = nn.functional.binary_cross_entropy_with_logits
     ones = torch.ones(BATCH, 1, device=device)
     zeros = torch.zeros(BATCH, 1, device=device)
+    d_params = list(discriminator.parameters())
     eval_noise = torch.randn(N_EVAL, LATENT, generator=seeded_generator(10_000 + seed, salt=31))
     eval_noise = eval_noise.to(device)
 
@@ -105,8 +109,13 @@ def _run_gan(variant, make_optimizer, seed, steps, device) -> RunOutput:
         d_loss.backward()
         opt_d.step()
         opt_g.zero_grad(set_to_none=True)
+        # The generator's step needs no gradient for the discriminator's weights.
+        for p in d_params:
+            p.requires_grad_(False)
         g_loss = bce(discriminator(fake), ones)
         g_loss.backward()
+        for p in d_params:
+            p.requires_grad_(True)
         opt_g.step()
         d_value, g_value = float(d_loss.detach()), float(g_loss.detach())
         if not (math.isfinite(d_value) and math.isfinite(g_value)):

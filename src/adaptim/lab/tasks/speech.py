@@ -37,26 +37,36 @@ def speech_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torc
     noise is added everywhere (silence included).
     """
     labels = torch.randint(len(WORDS), (n,), generator=generator)
-    bands = torch.arange(N_BANDS, dtype=torch.float32)
-    frames = torch.zeros(n, FRAMES, N_BANDS)
     shift = (torch.rand(n, generator=generator) * 2 - 1) * SPEAKER_SHIFT
-    for i in range(n):
-        word = WORDS[int(labels[i])]
-        durations = torch.randint(3, 8, (len(word),), generator=generator).tolist()
-        t = int(torch.randint(0, 4, (1,), generator=generator))
-        track = []
-        for phoneme, duration in zip(word, durations):
-            track += [PHONEME_FORMANTS[phoneme]] * duration
-        formants = torch.tensor(track[:FRAMES - t]) + shift[i]
-        # Coarticulation: the first frame of each phoneme sits halfway between the previous
-        # phoneme's formants and its own.
-        if len(formants) > 2:
-            glided = formants.clone()
-            glided[1:] = 0.5 * (formants[1:] + formants[:-1])
-            formants = torch.where((formants != torch.roll(formants, 1, 0)).any(1, keepdim=True),
-                                   glided, formants)
-        spectrum = torch.exp(-0.5 * ((bands - formants[:, :, None]) / FORMANT_WIDTH) ** 2).sum(1)
-        frames[i, t:t + len(formants)] = spectrum
+    words = [WORDS[k] for k in labels.tolist()]
+    # Per utterance, one draw per phoneme (its duration, 3-7 frames) and one for the onset
+    # (0-3 frames): a draw from [0, 20) serves both, 20 being a multiple of 5 and of 4.
+    draws = torch.randint(0, 20, (sum(len(w) + 1 for w in words),), generator=generator).tolist()
+    tracks, valid, glide = [], [], []   # flat over (utterance, frame)
+    k = 0
+    for word in words:
+        onset = draws[k + len(word)] % 4
+        track = [PHONEME_FORMANTS[p] for p, d in zip(word, draws[k:k + len(word)])
+                 for _ in range(3 + d % 5)][:FRAMES - onset]
+        k += len(word) + 1
+        end = onset + len(track)
+        tracks += [(0.0, 0.0)] * onset + track + [(0.0, 0.0)] * (FRAMES - end)
+        valid += [False] * onset + [True] * len(track) + [False] * (FRAMES - end)
+        # Coarticulation (utterances of more than two frames): the first frame of each
+        # phoneme sits halfway between the previous phoneme's formants and its own.
+        glide += [False] * (onset + 1) + [len(track) > 2] * (len(track) - 1) \
+            + [False] * (FRAMES - end)
+    formants = torch.tensor(tracks).view(n, FRAMES, 2) + shift[:, None, None]
+    valid = torch.tensor(valid).view(n, FRAMES)
+    glide = torch.tensor(glide).view(n, FRAMES)
+    glided = formants.clone()
+    glided[:, 1:] = 0.5 * (formants[:, 1:] + formants[:, :-1])
+    changed = torch.zeros(n, FRAMES, dtype=torch.bool)
+    changed[:, 1:] = (formants[:, 1:] != formants[:, :-1]).any(2)
+    formants = torch.where((glide & changed)[:, :, None], glided, formants)
+    bands = torch.arange(N_BANDS, dtype=torch.float32)
+    spectrum = torch.exp(-0.5 * ((bands - formants[..., None]) / FORMANT_WIDTH) ** 2).sum(2)
+    frames = torch.where(valid[:, :, None], spectrum, 0.0)
     loudness = 0.7 + 0.6 * torch.rand(n, FRAMES, 1, generator=generator)
     noise = NOISE * torch.randn(n, FRAMES, N_BANDS, generator=generator)
     return frames * loudness + noise, labels
