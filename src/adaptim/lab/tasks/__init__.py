@@ -31,7 +31,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     surfaces_task, quadratic_task, online_task, sparse_task, digits_mlp_task, deep_task,
     adding_task, exploding_task, weight_decay_task, digits_cnn_task, adding_gru_task,
     _typical_use(transformer_task, "copy", ("sgd", "adam")),
-    _typical_use(gan_task, "default", ("sgd", "adam")),
+    _typical_use(gan_task, "beta1-0.5", ("sgd", "adam")),
     _typical_use(speech_task, "gru", ("sgd", "rmsprop")),
     _typical_use(dqn_task, "cartpole", ("sgd", "rmsprop", "adam")),
 ]}

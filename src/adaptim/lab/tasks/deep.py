@@ -107,6 +107,9 @@ def _run(variant, make_optimizer, seed, steps, device) -> RunOutput:
     return out
 
 
+_SGD_CENTRES = {"sigmoid": 0.00999, "tanh": 0.999, "relu": 0.0316, "tanh+xavier": 0.316,
+                "relu+he": 0.0999, "sigmoid+bn": 0.316}
+
 deep_task = Task(
     name="deep",
     summary=f"vanishing gradients: {DEPTH}-layer MLPs, activation × initialization × batch norm",
@@ -124,8 +127,9 @@ deep_task = Task(
     steps=200,
     fast_steps=25,
     target={v: 0.5 for v in VARIANTS},
-    arms=tuple(Arm("sgd", v) for v in VARIANTS)
-    + (Arm("rmsprop", "sigmoid"), Arm("adam", "sigmoid")),
+    # Grids centred on the rates the sweeps settle on (no extension needed).
+    arms=tuple(Arm("sgd", v, centre=_SGD_CENTRES[v]) for v in VARIANTS)
+    + (Arm("rmsprop", "sigmoid", centre=0.00999), Arm("adam", "sigmoid", centre=0.00999)),
     test_metric="test_accuracy",
     figures=("loss", "layers", "sweep"),
 )

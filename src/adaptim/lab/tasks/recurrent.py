@@ -121,8 +121,8 @@ def _run_exploding(variant, make_optimizer, seed, steps, device) -> RunOutput:
 
 
 _ADDING_VARIANTS = ("lstm-T10", "rnn-T10", "lstm-T30", "rnn-T30")
-_ADDING_STEPS = {"lstm-T10": 400, "rnn-T10": 400, "lstm-T30": 1000, "rnn-T30": 1000,
-                 "gru-T30": 1000}
+_ADDING_STEPS = {"lstm-T10": 400, "rnn-T10": 400, "lstm-T30": 600, "rnn-T30": 600,
+                 "gru-T30": 600}
 
 adding_task = Task(
     name="adding",
@@ -133,7 +133,7 @@ adding_task = Task(
                  f"1.0 scores MSE {ADDING_BASELINE:.3f} (the baseline line in the plot); a run "
                  f"with held-out MSE below {SOLVED} solved it. A fresh batch of {BATCH} "
                  f"sequences every step, {ADDING_HIDDEN} hidden units, the LSTM's forget-gate "
-                 "bias set to 1; 400 steps at T = 10, 1,000 at T = 30. Every cell is tuned on "
+                 "bias set to 1; 400 steps at T = 10, 600 at T = 30. Every cell is tuned on "
                  "its own (validation sequences); the held-out MSE is on 512 other sequences. "
                  "RMSProp, AdaGrad and SGD with momentum also train the T = 10 LSTM."),
     variants=_ADDING_VARIANTS,
@@ -141,10 +141,13 @@ adding_task = Task(
     steps={v: _ADDING_STEPS[v] for v in _ADDING_VARIANTS},
     fast_steps=25,
     target={v: 0.05 for v in _ADDING_VARIANTS},
-    arms=tuple(Arm("adam", v) for v in _ADDING_VARIANTS)
-    + tuple(Arm(o, "lstm-T10") for o in ("rmsprop", "adagrad", "momentum")),
+    # Each grid is centred on the rate its sweep settles on, so it needs no extension (the
+    # extension rule still moves a sweep whose winner lands on an edge).
+    arms=(Arm("adam", "lstm-T10", centre=0.03), Arm("adam", "rnn-T10", centre=0.00948),
+          Arm("adam", "lstm-T30", centre=0.03), Arm("adam", "rnn-T30", centre=0.003),
+          Arm("rmsprop", "lstm-T10", centre=0.00948), Arm("adagrad", "lstm-T10", centre=0.0999),
+          Arm("momentum", "lstm-T10", centre=0.316)),
     grid_exponents=(-1, 0, 1),
-    lr_scale={"adam": 3.0, "rmsprop": 3.0},
     loss_name="MSE",
     test_metric="test_loss",
     baseline=ADDING_BASELINE,
@@ -152,7 +155,7 @@ adding_task = Task(
 
 adding_gru_task = Task(
     name="adding-gru",
-    summary="adding problem at T = 30 with a GRU (the costly cell: extended tier)",
+    summary="adding problem at T = 30 with a GRU, paired with the adding task's tanh RNN",
     description=("The adding problem of the adding task at T = 30 with a GRU, tuned on its "
                  "own; paired by seed with the tanh RNN at T = 30."),
     variants=("gru-T30",),
@@ -160,9 +163,8 @@ adding_gru_task = Task(
     steps={"gru-T30": _ADDING_STEPS["gru-T30"]},
     fast_steps=25,
     target={"gru-T30": 0.05},
-    arms=(Arm("adam", "gru-T30"),),
+    arms=(Arm("adam", "gru-T30", centre=0.03),),
     grid_exponents=(-1, 0, 1),
-    lr_scale={"adam": 3.0},
     loss_name="MSE",
     test_metric="test_loss",
     baseline=ADDING_BASELINE,
@@ -183,11 +185,12 @@ exploding_task = Task(
     steps=300,
     fast_steps=25,
     target={"clipped": 0.1, "unclipped": 0.1},
-    arms=(Arm("sgd", "clipped"), Arm("sgd", "unclipped"),
-          Arm("sgd", "unclipped", "sgd+L2", extra_grid={"weight_decay": (1e-4, 1e-3, 1e-2)}),
+    # Grids centred where the sweeps settle (the unclipped RNN only trains at tiny rates).
+    arms=(Arm("sgd", "clipped", centre=0.316), Arm("sgd", "unclipped", centre=3.16e-7),
+          Arm("sgd", "unclipped", "sgd+L2", centre=0.0316,
+              extra_grid={"weight_decay": (1e-4, 1e-3, 1e-2)}),
           Arm("sgd", "unclipped", "sgd lr×10", lr_of="sgd", lr_shift=2)),
     grid_exponents=(-1, 0, 1),
-    lr_scale={"sgd": 0.1},
     loss_name="MSE",
     test_metric="test_loss",
     baseline=ADDING_BASELINE,

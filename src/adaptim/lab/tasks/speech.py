@@ -132,6 +132,8 @@ speech_task = Task(
     steps=300,
     fast_steps=50,
     target={"gru": 0.3},
+    # Grids centred on the rates the sweeps settle on (half a decade above the typical ones).
+    lr_scale={"sgd": math.sqrt(10), "rmsprop": math.sqrt(10)},
     loss_name="cross-entropy",
     test_metric="test_accuracy",
 )
