@@ -287,7 +287,7 @@ def test_speech_batch_shapes_classes_and_order():
 
 
 def test_speech_short_run_beats_chance():
-    out = speech_task.run("gru", _adam(3e-3), 0, 150, "cpu")
+    out = speech_task.run("lstm", _adam(3e-3), 0, 150, "cpu")
     assert not out.diverged
     assert out.scalars["test_accuracy"] > 1 / len(WORDS) + 0.2
     assert out.scalars["score"] == out.scalars["test_accuracy"]

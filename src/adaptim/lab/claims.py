@@ -459,7 +459,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("use-speech", RMSPROP_HI, "Speech Recognition Models", "Speech recognition models.",
           "A speech-like sequence classification proxy (not real speech): RMSProp's test "
           "accuracy is higher than plain SGD's (each tuned) by ≥ 2 points.",
-          ((_r("speech", "gru", "rmsprop"), _r("speech", "gru", "sgd")),),
+          ((_r("speech", "lstm", "rmsprop"), _r("speech", "lstm", "sgd")),),
           "test_accuracy", True, 0.02, "test accuracy (RMSProp − SGD)", worst=0.0,
           link="#task-speech"),
 )

@@ -32,7 +32,7 @@ TASKS: dict[str, Task] = {t.name: t for t in [
     adding_task, exploding_task, weight_decay_task, digits_cnn_task, adding_gru_task,
     _typical_use(transformer_task, "copy", ("sgd", "adam")),
     _typical_use(gan_task, "beta1-0.5", ("sgd", "adam")),
-    _typical_use(speech_task, "gru", ("sgd", "rmsprop")),
+    _typical_use(speech_task, "lstm", ("sgd", "rmsprop")),
     _typical_use(dqn_task, "cartpole", ("sgd", "rmsprop", "adam")),
 ]}
 
