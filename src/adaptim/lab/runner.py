@@ -149,8 +149,10 @@ def _arm_grid(config: SuiteConfig, task: Task, arm: Arm) -> list[dict]:
     exponents = (FAST_GRID_EXPONENTS if config.fast else
                  arm.exponents or task.grid_exponents or GRID_EXPONENTS)
     extra = arm.extra_grid or task.extra_grid.get(arm.optimizer)
-    grid = hparam_grid(arm.optimizer, lr=config.lr, lr_scale=task.lr_scale.get(arm.optimizer, 1.0),
-                       exponents=exponents, extra=extra, centre=arm.centre)
+    # An arm's own centre is the grid's centre; the task's lr_scale moves the typical rates.
+    scale = 1.0 if arm.centre is not None else task.lr_scale.get(arm.optimizer, 1.0)
+    grid = hparam_grid(arm.optimizer, lr=config.lr, lr_scale=scale, exponents=exponents,
+                       extra=extra, centre=arm.centre)
     if config.fast:  # the smoke run keeps one setting
         grid = grid[:1]
     return [{**arm.fixed, **h} for h in grid]

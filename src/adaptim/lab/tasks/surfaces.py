@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from adaptim.lab.tasks._base import RunOutput, Task, seeded_generator, train
+from adaptim.lab.tasks._base import Arm, RunOutput, Task, seeded_generator, train
 
 __all__ = ["SURFACES", "Surface", "surfaces_task"]
 
@@ -81,6 +81,18 @@ def _run(variant: str, make_optimizer, seed: int, steps: int, device) -> RunOutp
     return out
 
 
+# Where the sweeps settle, per (surface, optimizer): those grids are centred there; the others
+# start from the typical rates times lr_scale.
+_CENTRES = {("rosenbrock", "momentum"): 0.000999, ("rosenbrock", "nesterov"): 0.000999,
+            ("rosenbrock", "adagrad"): 3.16, ("rosenbrock", "rmsprop"): 0.0999,
+            ("rosenbrock", "adam"): 0.999, ("rosenbrock", "adamw"): 0.999,
+            ("beale", "sgd"): 0.0316, ("beale", "momentum"): 0.00316,
+            ("beale", "nesterov"): 0.00316, ("beale", "adagrad"): 0.999,
+            ("beale", "rmsprop"): 0.0999, ("beale", "adam"): 0.316, ("beale", "adamw"): 0.316,
+            ("saddle", "sgd"): 0.0999, ("saddle", "momentum"): 0.316,
+            ("saddle", "nesterov"): 0.0999, ("saddle", "adadelta"): 3.16,
+            ("saddle", "adam"): 0.316, ("saddle", "adamw"): 0.316}
+
 surfaces_task = Task(
     name="surfaces",
     summary="2-D test surfaces (Rosenbrock, Beale, a saddle): trajectories on contour plots",
@@ -90,7 +102,10 @@ surfaces_task = Task(
         "f = x² + y⁴/4 − y²/2 approached almost exactly along its ridge. The loss is f − f*, "
         "so it reaches 0 at the minimum. Gradients here are far larger than a network's, so the "
         "SGD family's learning-rate grid is scaled down."),
-    variants=("rosenbrock", "beale", "saddle"),
+    variants=tuple(SURFACES),
+    arms=tuple(Arm(o, v, centre=_CENTRES.get((v, o))) for v in SURFACES
+               for o in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adadelta", "adam",
+                         "adamw")),
     run=_run,
     steps=250,
     fast_steps=60,
