@@ -207,6 +207,14 @@ def test_each_arm_is_tuned_on_its_own_seed_and_grid():
                                        .values())
 
 
+def test_an_arms_centre_is_its_grids_centre_and_lr_scale_moves_the_others():
+    # online: AdaGrad's arm is centred at 0.999; RMSProp's has no centre, so its grid is the
+    # typical 0.00316 times the task's lr_scale of 10.
+    grids = {g.arm.label: [h["lr"] for h in g.grid]
+             for g in plan_runs(SuiteConfig(tasks=["online"], optimizers=["adagrad", "rmsprop"]))}
+    assert grids == {"adagrad": [0.316, 0.999, 3.16], "rmsprop": [0.00999, 0.0316, 0.0999]}
+
+
 def test_arms_are_tuned_separately_and_a_follower_uses_its_leaders_rate():
     config = SuiteConfig(tasks=["exploding"], optimizers=["sgd"], steps=5, seeds=2)
     result = run_suite(config)

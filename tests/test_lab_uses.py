@@ -286,6 +286,48 @@ def test_speech_batch_shapes_classes_and_order():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
+def _speech_batch_reference(n, generator):
+    """The generator written one utterance at a time, in the order it draws its numbers."""
+    from adaptim.lab.tasks.speech import (
+        FORMANT_WIDTH,
+        NOISE,
+        PHONEME_FORMANTS,
+        SPEAKER_SHIFT,
+    )
+    labels = torch.randint(len(WORDS), (n,), generator=generator)
+    bands = torch.arange(N_BANDS, dtype=torch.float32)
+    frames = torch.zeros(n, FRAMES, N_BANDS)
+    shift = (torch.rand(n, generator=generator) * 2 - 1) * SPEAKER_SHIFT
+    for i in range(n):
+        word = WORDS[int(labels[i])]
+        durations = torch.randint(3, 8, (len(word),), generator=generator).tolist()
+        t = int(torch.randint(0, 4, (1,), generator=generator))
+        track = []
+        for phoneme, duration in zip(word, durations):
+            track += [PHONEME_FORMANTS[phoneme]] * duration
+        formants = torch.tensor(track[:FRAMES - t]) + shift[i]
+        if len(formants) > 2:
+            glided = formants.clone()
+            glided[1:] = 0.5 * (formants[1:] + formants[:-1])
+            formants = torch.where((formants != torch.roll(formants, 1, 0)).any(1, keepdim=True),
+                                   glided, formants)
+        spectrum = torch.exp(-0.5 * ((bands - formants[:, :, None]) / FORMANT_WIDTH) ** 2).sum(1)
+        frames[i, t:t + len(formants)] = spectrum
+    loudness = 0.7 + 0.6 * torch.rand(n, FRAMES, 1, generator=generator)
+    noise = NOISE * torch.randn(n, FRAMES, N_BANDS, generator=generator)
+    return frames * loudness + noise, labels
+
+
+@pytest.mark.parametrize("n,seed", [(1, 0), (7, 1), (300, 2)])
+def test_speech_batch_equals_the_per_utterance_reference(n, seed):
+    # The batched generator draws the same random numbers in the same order (one draw from
+    # [0, 20) gives both a duration in 3..7 and an onset in 0..3) and computes the same floats.
+    x, y = speech_batch(n, torch.Generator().manual_seed(seed))
+    x_ref, y_ref = _speech_batch_reference(n, torch.Generator().manual_seed(seed))
+    assert torch.equal(y, y_ref)
+    assert torch.equal(x, x_ref)
+
+
 def test_speech_short_run_beats_chance():
     out = speech_task.run("lstm", _adam(3e-3), 0, 150, "cpu")
     assert not out.diverged
