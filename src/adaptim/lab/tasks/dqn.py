@@ -262,7 +262,7 @@ def _run_dqn(variant, make_optimizer, seed, steps, device) -> RunOutput:
 
 dqn_task = Task(
     name="dqn",
-    summary="DQN on CartPole (dynamics in torch, 16 cart-poles at once): greedy return",
+    summary=f"DQN on CartPole (dynamics in torch, {N_ENVS} cart-poles at once): greedy return",
     description=("Double deep Q-learning on the cart-pole of Barto, Sutton & Anderson (1983), "
                  "integrated as gym's CartPole-v1 does (Euler, 0.02 s; the episode ends past "
                  f"12° or 2.4 m, or after {MAX_EPISODE_STEPS} steps). A {HIDDEN}-{HIDDEN} "
