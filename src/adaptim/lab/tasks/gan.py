@@ -162,10 +162,10 @@ gan_task = Task(
                  f"AdamW with β1 = {DCGAN_BETA1} (DCGAN's setting) instead of 0.9."),
     variants=("default", "beta1-0.5"),
     run=_run_gan,
-    steps=1000,
+    steps=800,
     fast_steps=200,
-    # Grids centred on the rates the sweeps settle on.
-    lr_scale={"sgd": 10 ** -1.5, "adam": math.sqrt(10)},
+    # Adam's grid is centred where its sweep settles; SGD's stays at the typical rate.
+    lr_scale={"adam": math.sqrt(10)},
     target={"default": 1.2, "beta1-0.5": 1.2},
     loss_name="discriminator loss",
     test_metric="modes_covered",

@@ -121,8 +121,10 @@ def _run_exploding(variant, make_optimizer, seed, steps, device) -> RunOutput:
 
 
 _ADDING_VARIANTS = ("lstm-T10", "rnn-T10", "lstm-T30", "rnn-T30")
+# The GRU costs about 3× the LSTM per step on the CPU (torch runs the LSTM through oneDNN) and
+# solves T = 30 within ~200 steps: it trains 400, the tanh RNN it is compared with 600.
 _ADDING_STEPS = {"lstm-T10": 400, "rnn-T10": 400, "lstm-T30": 600, "rnn-T30": 600,
-                 "gru-T30": 600}
+                 "gru-T30": 400}
 
 adding_task = Task(
     name="adding",
@@ -157,13 +159,14 @@ adding_gru_task = Task(
     name="adding-gru",
     summary="adding problem at T = 30 with a GRU, paired with the adding task's tanh RNN",
     description=("The adding problem of the adding task at T = 30 with a GRU, tuned on its "
-                 "own; paired by seed with the tanh RNN at T = 30."),
+                 "own; paired by seed with the tanh RNN at T = 30. The GRU trains 400 steps "
+                 "(it solves the task within about 200), the RNN 600."),
     variants=("gru-T30",),
     run=_run_adding,
     steps={"gru-T30": _ADDING_STEPS["gru-T30"]},
     fast_steps=25,
     target={"gru-T30": 0.05},
-    arms=(Arm("adam", "gru-T30", centre=0.03),),
+    arms=(Arm("adam", "gru-T30", centre=0.0949),),
     grid_exponents=(-1, 0, 1),
     loss_name="MSE",
     test_metric="test_loss",
