@@ -28,6 +28,7 @@ import torch
 import adaptim
 from adaptim import _fused
 from adaptim._fused import _triton
+from adaptim.bench.host import _unplanned
 from adaptim._tensors import GRAD
 
 
@@ -49,17 +50,6 @@ def _median_us(fns: dict, steps: int) -> dict:
             fn()
             times[k].append(time.perf_counter() - start)
     return {k: round(1e6 * statistics.median(v)) for k, v in times.items()}
-
-
-def _unplanned(opt):
-    def step():
-        _fused.forget_plans(opt)
-        _fused.planning = False
-        try:
-            opt.step()
-        finally:
-            _fused.planning = True
-    return step
 
 
 def main() -> None:

@@ -795,15 +795,8 @@ def _cmd_sweep(args) -> int:
     report = {"sweep": tensor_count_sweep(repeat=args.repeat, device=args.device, log=log)}
     log("tiny models ...")
     report["tiny"] = tiny_models(log=log)
-    text = sweep_markdown(report["sweep"]) + "\n" + tiny_markdown(report["tiny"])
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
-    return 0
+    return _emit(report, sweep_markdown(report["sweep"]) + "\n" + tiny_markdown(report["tiny"]),
+                 args)
 
 
 def _cmd_host(args) -> int:
@@ -811,7 +804,11 @@ def _cmd_host(args) -> int:
 
     report = host_step_us(counts=args.counts or HOST_COUNTS, device=args.device,
                           log=lambda s: print(s, file=sys.stderr))
-    text = host_markdown(report)
+    return _emit(report, host_markdown(report), args)
+
+
+def _emit(report: dict, text: str, args) -> int:
+    """Print ``text`` and write the report to ``--json`` and the text to ``--markdown``."""
     print(text)
     if args.json:
         with open(args.json, "w") as f:
