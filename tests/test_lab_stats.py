@@ -137,6 +137,35 @@ def test_two_axis_grid_extends_only_the_edge_axis():
     assert extension(trials, added={}) == [{"lr": 0.0316, "weight_decay": 0.0316}]
 
 
+def test_winner_added_by_an_lr_extension_gets_its_neighbours_on_the_other_axis():
+    # the 3 x 3 grid's winner was on the low-lr edge; two extensions added lr = 0.00316 and
+    # 0.001 at the winning weight decay only, and 0.00316 wins: interior in lr, but with no
+    # weight-decay neighbour yet
+    def grid(wd_of_new=1e-4):
+        trials = [({"lr": lr, "weight_decay": wd}, 10.0 + lr)
+                  for lr in (0.01, 0.0316, 0.1) for wd in (1e-4, 1e-3, 1e-2)]
+        return trials + [({"lr": 0.00316, "weight_decay": wd_of_new}, 1.0),
+                         ({"lr": 0.001, "weight_decay": wd_of_new}, 5.0)]
+    added = {("lr", -1): 2}
+    assert grid_status(grid(), added=added) == "no neighbour on weight_decay"
+    # (1e-4 is also the lowest weight decay: that side extends as an edge does)
+    assert extension(grid(), added=dict(added)) == [{"lr": 0.00316, "weight_decay": 0.001},
+                                                    {"lr": 0.00316, "weight_decay": 3.16e-05}]
+    # a winner in the middle of the weight-decay values gets both sides
+    assert extension(grid(1e-3), added=dict(added)) == [{"lr": 0.00316, "weight_decay": 1e-2},
+                                                        {"lr": 0.00316, "weight_decay": 1e-4}]
+    # and a winner that another axis's extension moved off the edge of this axis's values:
+    # the grid's own next value, however many extensions that axis has had
+    capped = {("lr", -1): 2, ("weight_decay", 1): 6, ("weight_decay", -1): 6}
+    assert extension(grid(1e-3), added=capped) == [{"lr": 0.00316, "weight_decay": 1e-2},
+                                                   {"lr": 0.00316, "weight_decay": 1e-4}]
+    # with that neighbour evaluated and worse, the weight-decay edge extends as usual
+    trials = grid() + [({"lr": 0.00316, "weight_decay": 1e-3}, 2.0)]
+    assert extension(trials, added=dict(added)) == [{"lr": 0.00316, "weight_decay": 3.16e-05}]
+    assert grid_status(trials + [({"lr": 0.00316, "weight_decay": 3.16e-05}, 3.0)],
+                       added=added) == "interior"
+
+
 def test_lr_window_share():
     trials = [({"lr": 10 ** (k / 2)}, k in (-1, 0, 1)) for k in range(-4, 5)]
     assert lr_window_share(trials, 1.0) == pytest.approx(3 / 5)

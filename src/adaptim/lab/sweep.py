@@ -6,7 +6,9 @@ tunes every optimizer on a log-spaced grid). Each arm starts from a short half-d
 on a tuning seed that is never an evaluation seed. When the best point sits on an edge of an
 axis, the grid grows by one half-decade on that side (:func:`extension`), until the winner has
 an evaluated neighbour on both sides, the point beyond the winner diverged, or the cap is hit;
-the report says which (:func:`grid_status`).
+the report says which (:func:`grid_status`). A winner that an extension of one axis added (a
+new learning rate, at the winning weight decay only) gets its neighbours on the other axes from
+the grid's own values.
 """
 
 from __future__ import annotations
@@ -80,8 +82,12 @@ def extension(trials: list[tuple[dict, float]], *, added: dict[tuple[str, int], 
               cap: int = MAX_EXTENSIONS) -> list[dict]:
     """New grid points for a sweep whose best point is on an edge: ``trials`` are
     (hyperparameters, score) with lower scores better and +inf for a diverged run; ``added``
-    counts the points already added per (axis, side) and is updated. Returns [] when the
-    winner is interior on every swept axis, its outer neighbour diverged, or the cap is hit.
+    counts the points already added per (axis, side) and is updated. On each swept axis and
+    side where the winner has no evaluated neighbour at its other settings, the new point is
+    the grid's own nearest value beyond it on that axis where there is one (no extension:
+    a winner an extension of another axis added), else one half-decade beyond it (counted
+    against ``cap``). Returns [] when the winner is interior on every swept axis, its outer
+    neighbour diverged, or the cap is hit.
     When every point diverged, the learning rate goes down a decade at a time (same cap).
     Ties go to the earlier trial."""
     if not trials:
@@ -97,21 +103,28 @@ def extension(trials: list[tuple[dict, float]], *, added: dict[tuple[str, int], 
     new = []
     for axis in _axes(grid):
         line = sorted({h[axis] for h in grid if all(h[k] == best_h[k] for k in h if k != axis)})
-        if len(line) < 2:
-            continue
-        for side, edge, ratio in ((+1, line[-1], STEP), (-1, line[0], 1 / STEP)):
-            if best_h[axis] != edge or added.get((axis, side), 0) >= cap:
-                continue
-            added[(axis, side)] = added.get((axis, side), 0) + 1
-            new.append({**best_h, axis: _round(edge * ratio)})
+        values = sorted({h[axis] for h in grid})
+        x = best_h[axis]
+        for side, ratio in ((+1, STEP), (-1, 1 / STEP)):
+            if any((v - x) * side > 0 for v in line):
+                continue  # an evaluated neighbour on this side
+            beyond = [v for v in values if (v - x) * side > 0]
+            if beyond:
+                # the winner is a point an extension of another axis added: the grid's own
+                # next value on this axis, at the winner's other settings (no extension)
+                new.append({**best_h, axis: min(beyond, key=lambda v: abs(v - x))})
+            elif added.get((axis, side), 0) < cap:
+                added[(axis, side)] = added.get((axis, side), 0) + 1
+                new.append({**best_h, axis: _round(x * ratio)})
     return new
 
 
 def grid_status(trials: list[tuple[dict, float]], *, added: dict[tuple[str, int], int],
                 cap: int = MAX_EXTENSIONS) -> str:
     """Where the sweep stopped: ``interior`` (the winner has an evaluated neighbour on each
-    side of every swept axis, a diverged one included), ``edge (cap reached)``, ``single
-    point`` (nothing swept) or ``all diverged``."""
+    side of every swept axis, a diverged one included), ``edge (cap reached)``, ``no
+    neighbour`` on an axis (not reached after :func:`extension`), ``single point`` (nothing
+    swept) or ``all diverged``."""
     if not trials:
         return "no runs"
     if len(trials) == 1:
@@ -120,11 +133,17 @@ def grid_status(trials: list[tuple[dict, float]], *, added: dict[tuple[str, int]
     if not math.isfinite(best_s):
         return "all diverged"
     grid = [h for h, _ in trials]
+    status = "interior"
     for axis in _axes(grid):
-        line = sorted({h[axis] for h in grid if all(h[k] == best_h[k] for k in h if k != axis)})
-        if len(line) >= 2 and best_h[axis] in (line[0], line[-1]):
-            return f"edge of {axis} (cap of {cap} extensions reached)"
-    return "interior"
+        line = {h[axis] for h in grid if all(h[k] == best_h[k] for k in h if k != axis)}
+        x = best_h[axis]
+        for side in (+1, -1):
+            if any((v - x) * side > 0 for v in line):
+                continue
+            if any((h[axis] - x) * side > 0 for h in grid):
+                return f"no neighbour on {axis}"
+            status = f"edge of {axis} (cap of {cap} extensions reached)"
+    return status
 
 
 def lr_window_share(trials: list[tuple[dict, bool]], best_lr: float, *, width: int = 2) -> float:
