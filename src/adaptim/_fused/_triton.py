@@ -253,14 +253,20 @@ def _table(hp, columns, scalars) -> tuple[np.ndarray, np.ndarray]:
     n_scalars = 0 if scalars is None else scalars.shape[1]
     record = n_ops + n_scalars
     table = np.zeros(HP_SLOTS + n * record, dtype=np.int64)
-    table[:len(hp)] = np.asarray(hp, dtype=np.float64).view(np.int64)
     records = table[HP_SLOTS:].reshape(n, record)
     for j, col in enumerate(columns):
         if col is not None:
             records[:, j] = np.fromiter(map(Tensor.data_ptr, col), np.int64, n)
-    if n_scalars:
-        records[:, n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(np.int64)
+    _write_numbers(table, records, n_ops, hp, scalars)
     return table, records
+
+
+def _write_numbers(table: np.ndarray, records: np.ndarray, n_ops: int, hp, scalars) -> None:
+    """Write the hyperparameters and the per-tensor scalars (float64 bits) into a table laid
+    out by :func:`_table`."""
+    table[:len(hp)] = np.asarray(hp, dtype=np.float64).view(np.int64)
+    if scalars is not None and scalars.shape[1]:
+        records[:, n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(np.int64)
 
 
 def _aligned(pointers: np.ndarray, sizes) -> bool:
@@ -320,8 +326,6 @@ class _LaunchPlan(_PlanCheck):
         if not self.holds(optimizer, group):
             return False
         spec, n, records = self.spec, self.n, self.records
-        hp = spec.hp(group, grad_scale)
-        self.table[:len(hp)] = np.asarray(hp, dtype=np.float64).view(np.int64)
         grad_ptrs = self.buf[n:2 * n]
         records[:, 1] = grad_ptrs.view(np.int64)
         steps = None
@@ -329,10 +333,8 @@ class _LaunchPlan(_PlanCheck):
             steps = self.advance()
         elif spec.counts_steps:
             steps = _advance_steps(self.states)
-        scalars = spec.tensor_scalars(group, steps, self.init)
-        if scalars is not None:
-            records[:, self.n_ops:] = np.ascontiguousarray(scalars, dtype=np.float64).view(
-                np.int64)
+        _write_numbers(self.table, records, self.n_ops, spec.hp(group, grad_scale),
+                       spec.tensor_scalars(group, steps, self.init))
         if not self.chunks.shape[0]:
             return True  # only empty tensors: their steps were counted
         options = dict(PK=self.pk, SK=self.sk, BLOCK=self.block,

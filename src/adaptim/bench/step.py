@@ -20,6 +20,7 @@ process with an empty cache and in a later process. ``--json PATH`` writes every
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -334,16 +335,20 @@ def _sweep_optimizer(case: str, mode: str, params, device):
     return _make_optimizer(case, torch_fastest_mode(case, device), params)
 
 
+def _copies_in_turn(grads):
+    """A function returning one of two sets of copies of ``grads``, the other set each call."""
+    sets = itertools.cycle([[g.clone() for g in grads] for _ in range(2)])
+    return lambda: next(sets)
+
+
 def _new_grads(params, grads):
     """A function giving ``params`` new gradient tensors after ``zero_grad()``: two sets of
     copies of ``grads``, taken in turn, so each step sees other tensors than the last."""
-    sets = [[g.clone() for g in grads] for _ in range(2)]
-    turn = [0]
+    next_set = _copies_in_turn(grads)
 
     def prepare(opt):
         opt.zero_grad()
-        turn[0] ^= 1
-        for p, g in zip(params, sets[turn[0]]):
+        for p, g in zip(params, next_set()):
             p.grad = g
     return prepare
 
@@ -354,13 +359,11 @@ def _grads_in_place(params, grads):
     added in turn (the same tensors every step, new values)."""
     for p, g in zip(params, grads):
         p.grad = g.clone()
-    sets = [[g.clone() for g in grads] for _ in range(2)]
-    turn = [0]
+    next_set = _copies_in_turn(grads)
 
     def prepare(opt):
         opt.zero_grad(set_to_none=False)
-        turn[0] ^= 1
-        torch._foreach_add_([p.grad for p in params], sets[turn[0]])
+        torch._foreach_add_([p.grad for p in params], next_set())
     return prepare
 
 
